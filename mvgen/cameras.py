@@ -1,0 +1,397 @@
+"""Camera conventions for every stage of mvgen: the single source of truth.
+
+World: right-handed, +Z up (Blender / NeRF-synthetic). Objects stand upright on +Z and face -Y ("front").
+Cameras are stored as c2w [V,4,4] in the OpenGL/NeRF convention used by transforms.json (camera looks along
+its -Z axis, +Y is up, +X right) and pinhole intrinsics K [V,3,3] in pixels (OpenCV layout, principal point
+in pixel units with pixel centres at +0.5). gsplat wants world-to-camera ``viewmats`` in the OpenCV convention
+(+Z forward, +Y down); ``c2w_to_viewmat`` / ``viewmat_to_c2w`` convert.
+
+Orbit angles: azimuth 0 puts the camera in front of the object (on -Y), azimuth grows counter-clockwise seen
+from above (azimuth 90 is on +X); elevation is degrees above the horizon (camera looks down when positive).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+# OpenGL camera axes -> OpenCV camera axes (flip Y and Z).
+_GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+
+DEFAULT_RADIUS = 3.2  # objects are normalised to the unit sphere; this keeps them inside a 40 deg view
+DEFAULT_FOV_DEG = 40.0
+
+
+class CameraError(ValueError):
+    """A camera (pose, intrinsics or transforms.json) is invalid; the message names the field."""
+
+
+@dataclass
+class Cameras:
+    """A set of V pinhole cameras of one image size.
+
+    Attributes:
+        c2w: [V,4,4] camera-to-world, OpenGL convention (as in transforms.json).
+        K: [V,3,3] intrinsics in pixels.
+        width, height: image size in pixels the intrinsics refer to.
+    """
+
+    c2w: torch.Tensor
+    K: torch.Tensor
+    width: int
+    height: int
+
+    def __post_init__(self):
+        self.c2w = torch.as_tensor(self.c2w, dtype=torch.float32)
+        self.K = torch.as_tensor(self.K, dtype=torch.float32)
+        validate(self.c2w, self.K, self.width, self.height)
+
+    def __len__(self) -> int:
+        return self.c2w.shape[0]
+
+    def __getitem__(self, idx) -> "Cameras":
+        if isinstance(idx, int):
+            idx = [idx]
+        return Cameras(self.c2w[idx], self.K[idx], self.width, self.height)
+
+    @property
+    def viewmats(self) -> torch.Tensor:
+        """[V,4,4] world-to-camera, OpenCV convention (gsplat's ``viewmats``)."""
+        return c2w_to_viewmat(self.c2w)
+
+    @property
+    def centers(self) -> torch.Tensor:
+        """[V,3] camera positions in world space."""
+        return self.c2w[:, :3, 3]
+
+    def resized(self, width: int, height: int) -> "Cameras":
+        """Same poses, intrinsics rescaled to another image size."""
+        K = scale_intrinsics(self.K, width / self.width, height / self.height)
+        return Cameras(self.c2w.clone(), K, width, height)
+
+    def plucker(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
+        """[V,6,h,w] Plücker ray map at (h, w) (defaults to the image size); see ``plucker_rays``."""
+        h = height or self.height
+        w = width or self.width
+        K = scale_intrinsics(self.K, w / self.width, h / self.height)
+        return plucker_rays(self.c2w, K, h, w)
+
+    def to(self, device) -> "Cameras":
+        out = Cameras.__new__(Cameras)
+        out.c2w, out.K, out.width, out.height = self.c2w.to(device), self.K.to(device), self.width, self.height
+        return out
+
+
+def intrinsics_from_fov(fov_deg: float, width: int, height: int) -> torch.Tensor:
+    """[3,3] K for a vertical field of view ``fov_deg`` (square pixels, centred principal point)."""
+    if not (0.0 < fov_deg < 180.0):
+        raise CameraError(f"fov must be in (0, 180) degrees, got {fov_deg}")
+    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
+    return torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+
+
+def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
+    """Intrinsics for an image resized by (sx, sy); pixel-centre convention is kept."""
+    K = K.clone()
+    K[..., 0, :] *= sx
+    K[..., 1, :] *= sy
+    return K
+
+
+def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up: Sequence[float] = (0, 0, 1)) -> torch.Tensor:
+    """[V,4,4] OpenGL c2w for cameras at ``eye`` [V,3] looking at ``target`` (origin by default)."""
+    eye = torch.as_tensor(eye, dtype=torch.float32).reshape(-1, 3)
+    target = torch.zeros_like(eye) if target is None else torch.as_tensor(target, dtype=torch.float32).expand_as(eye)
+    up_v = torch.tensor(up, dtype=torch.float32).expand_as(eye)
+    back = torch.nn.functional.normalize(eye - target, dim=-1)  # camera +Z (it looks along -Z)
+    right = torch.cross(up_v, back, dim=-1)
+    # Looking straight up or down: the up vector is parallel to the view axis; use +Y as the fallback up.
+    degenerate = right.norm(dim=-1) < 1e-6
+    if degenerate.any():
+        right[degenerate] = torch.cross(torch.tensor([0.0, 1.0, 0.0]).expand(int(degenerate.sum()), 3), back[degenerate], dim=-1)
+    right = torch.nn.functional.normalize(right, dim=-1)
+    cam_up = torch.cross(back, right, dim=-1)
+    c2w = torch.eye(4).repeat(eye.shape[0], 1, 1)
+    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, cam_up, back, eye
+    return c2w
+
+
+def orbit_positions(azimuths_deg: torch.Tensor, elevations_deg: torch.Tensor, radius: float) -> torch.Tensor:
+    """[V,3] positions on a sphere: azimuth 0 on -Y (front), 90 on +X; elevation above the XY plane."""
+    a = torch.deg2rad(torch.as_tensor(azimuths_deg, dtype=torch.float32))
+    e = torch.deg2rad(torch.as_tensor(elevations_deg, dtype=torch.float32))
+    return radius * torch.stack([torch.cos(e) * torch.sin(a), -torch.cos(e) * torch.cos(a), torch.sin(e)], dim=-1)
+
+
+def orbit(
+    num_views: int,
+    elevation: float | Sequence[float] = 20.0,
+    azimuth_start: float = 0.0,
+    radius: float = DEFAULT_RADIUS,
+    fov_deg: float = DEFAULT_FOV_DEG,
+    width: int = 128,
+    height: int | None = None,
+) -> Cameras:
+    """An orbit rig of ``num_views`` cameras evenly spaced in azimuth, all looking at the origin.
+
+    ``elevation`` is one angle for all views or one per view (degrees, in [-89, 89]).
+    """
+    height = width if height is None else height
+    if not isinstance(num_views, int) or num_views < 1:
+        raise CameraError(f"num_views must be a positive integer, got {num_views!r}")
+    if not (radius > 0 and math.isfinite(radius)):
+        raise CameraError(f"radius must be positive and finite, got {radius}")
+    elev = torch.as_tensor(elevation, dtype=torch.float32).flatten()
+    if elev.numel() == 1:
+        elev = elev.expand(num_views)
+    if elev.numel() != num_views:
+        raise CameraError(f"elevation: got {elev.numel()} angles for {num_views} views")
+    if not torch.isfinite(elev).all() or elev.abs().max() > 89.0:
+        raise CameraError(f"elevation must be finite and within [-89, 89] degrees, got {elev.tolist()}")
+    az = azimuth_start + torch.arange(num_views, dtype=torch.float32) * (360.0 / num_views)
+    c2w = look_at(orbit_positions(az, elev, radius))
+    K = intrinsics_from_fov(fov_deg, width, height).expand(num_views, 3, 3).clone()
+    return Cameras(c2w, K, width, height)
+
+
+def c2w_to_viewmat(c2w: torch.Tensor) -> torch.Tensor:
+    """OpenGL camera-to-world [...,4,4] -> OpenCV world-to-camera [...,4,4] (gsplat ``viewmats``)."""
+    return torch.linalg.inv(c2w @ _GL_TO_CV.to(c2w))
+
+
+def viewmat_to_c2w(viewmats: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``c2w_to_viewmat``."""
+    return torch.linalg.inv(viewmats) @ _GL_TO_CV.to(viewmats)
+
+
+def plucker_rays(c2w: torch.Tensor, K: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[V,6,H,W] Plücker coordinates (d, o x d) of the ray through each pixel centre, d unit length in world."""
+    V = c2w.shape[0]
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
+                            torch.arange(width, dtype=torch.float32) + 0.5, indexing="ij")
+    fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
+    x = (xs[None] - cx[:, None, None]) / fx[:, None, None]  # (V, H, W) OpenCV camera coords
+    y = (ys[None] - cy[:, None, None]) / fy[:, None, None]
+    dirs_cv = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (V, H, W, 3)
+    R = (c2w @ _GL_TO_CV.to(c2w))[:, :3, :3]  # OpenCV camera axes in world
+    d = torch.nn.functional.normalize(torch.einsum("vij,vhwj->vhwi", R, dirs_cv), dim=-1)
+    o = c2w[:, None, None, :3, 3].expand_as(d)
+    m = torch.cross(o, d, dim=-1)
+    return torch.cat([d, m], dim=-1).permute(0, 3, 1, 2).reshape(V, 6, height, width)
+
+
+def validate(c2w: torch.Tensor, K: torch.Tensor, width: int, height: int) -> None:
+    """Raise ``CameraError`` naming the problem for wrong shapes, non-finite values, non-rigid rotations,
+    non-positive focal lengths or image sizes."""
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        raise CameraError(f"image size must be positive integers, got width={width!r} height={height!r}")
+    if c2w.ndim != 3 or c2w.shape[1:] != (4, 4):
+        raise CameraError(f"c2w must have shape [V,4,4], got {list(c2w.shape)}")
+    if K.ndim != 3 or K.shape[1:] != (3, 3):
+        raise CameraError(f"K must have shape [V,3,3], got {list(K.shape)}")
+    if c2w.shape[0] != K.shape[0]:
+        raise CameraError(f"c2w has {c2w.shape[0]} cameras but K has {K.shape[0]}")
+    if c2w.shape[0] == 0:
+        raise CameraError("no cameras given")
+    if not torch.isfinite(c2w).all():
+        bad = torch.nonzero(~torch.isfinite(c2w).flatten(1).all(1)).flatten().tolist()
+        raise CameraError(f"c2w: non-finite values in camera(s) {bad}")
+    if not torch.isfinite(K).all():
+        raise CameraError("K: non-finite intrinsics")
+    R = c2w[:, :3, :3].double()
+    eye = torch.eye(3, dtype=torch.float64)
+    err = (R.transpose(1, 2) @ R - eye).abs().flatten(1).amax(1)
+    det = torch.linalg.det(R)
+    bad = torch.nonzero((err > 1e-3) | ((det - 1).abs() > 1e-3)).flatten().tolist()
+    if bad:
+        raise CameraError(f"c2w: rotation of camera(s) {bad} is not a rigid rotation (orthonormal, det +1)")
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    if not torch.allclose(c2w[:, 3, :], bottom.expand(c2w.shape[0], 4), atol=1e-5):
+        raise CameraError("c2w: last row must be [0, 0, 0, 1]")
+    if (K[:, 0, 0] <= 0).any() or (K[:, 1, 1] <= 0).any():
+        raise CameraError("K: focal length must be positive")
+
+
+# ----------------------------------------------------------------------------------------- transforms.json
+
+def read_transforms(path: str | os.PathLike) -> tuple[Cameras, list[Path]]:
+    """Read a NeRF/nerfstudio ``transforms.json``: cameras and absolute image paths.
+
+    Accepts ``camera_angle_x`` (horizontal fov, square pixels) or ``fl_x``/``fl_y``/``cx``/``cy`` (global or per
+    frame), ``w``/``h`` (else read from the first image), and ``file_path`` with or without extension.
+    """
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CameraError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CameraError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
+        raise CameraError(f"{path}: needs a non-empty 'frames' list")
+    root = path.parent
+    files, c2ws, Ks = [], [], []
+    width = meta.get("w")
+    height = meta.get("h")
+    for i, frame in enumerate(meta["frames"]):
+        if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
+            raise CameraError(f"{path}: frames[{i}] needs 'file_path' and 'transform_matrix'")
+        files.append(_resolve_image(root, frame["file_path"], path, i))
+        try:
+            m = torch.tensor(frame["transform_matrix"], dtype=torch.float32)
+        except (TypeError, ValueError):
+            raise CameraError(f"{path}: frames[{i}].transform_matrix is not a 4x4 matrix of numbers") from None
+        if m.shape != (4, 4):
+            raise CameraError(f"{path}: frames[{i}].transform_matrix must be 4x4, got {list(m.shape)}")
+        c2ws.append(m)
+    if width is None or height is None:
+        from PIL import Image
+
+        with Image.open(files[0]) as im:
+            width, height = im.size
+    width, height = int(width), int(height)
+    for i, frame in enumerate(meta["frames"]):
+        Ks.append(_frame_intrinsics({**meta, **frame}, width, height, path, i))
+    cams = Cameras(torch.stack(c2ws), torch.stack(Ks), width, height)
+    return cams, files
+
+
+def _frame_intrinsics(d: dict, width: int, height: int, path: Path, i: int) -> torch.Tensor:
+    try:
+        if "fl_x" in d:
+            fx = float(d["fl_x"])
+            fy = float(d.get("fl_y", fx))
+            cx = float(d.get("cx", width / 2))
+            cy = float(d.get("cy", height / 2))
+        elif "camera_angle_x" in d:
+            angle = float(d["camera_angle_x"])
+            if not (0 < angle < math.pi):
+                raise CameraError(f"{path}: camera_angle_x must be in (0, pi) radians, got {angle}")
+            fx = 0.5 * width / math.tan(angle / 2)
+            fy = 0.5 * height / math.tan(float(d["camera_angle_y"]) / 2) if "camera_angle_y" in d else fx
+            cx, cy = float(d.get("cx", width / 2)), float(d.get("cy", height / 2))
+        else:
+            raise CameraError(f"{path}: frames[{i}] has no intrinsics (camera_angle_x or fl_x)")
+    except (TypeError, ValueError):
+        raise CameraError(f"{path}: intrinsics of frames[{i}] are not numbers") from None
+    if not all(math.isfinite(v) for v in (fx, fy, cx, cy)) or fx <= 0 or fy <= 0:
+        raise CameraError(f"{path}: frames[{i}] focal length must be positive and finite (fx={fx}, fy={fy})")
+    return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def _resolve_image(root: Path, file_path: str, path: Path, i: int) -> Path:
+    p = root / file_path
+    if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.is_file():
+        return p
+    for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG"):
+        q = p.with_name(p.name + ext)
+        if q.is_file():
+            return q
+    if p.is_file():
+        return p
+    raise CameraError(f"{path}: frames[{i}] image '{file_path}' not found")
+
+
+@dataclass
+class PosedViews:
+    """Images with their cameras, as read from a transforms.json folder.
+
+    Attributes:
+        images: [V,4,H,W] float32 RGBA in [0,1] (alpha 1 where the file has no alpha channel).
+        cameras: the V cameras, intrinsics matching the (possibly downscaled) image size.
+        files: the image paths, in frame order.
+    """
+
+    images: torch.Tensor
+    cameras: Cameras
+    files: list[Path]
+
+
+def find_transforms(folder: str | os.PathLike) -> Path:
+    """``transforms.json`` in ``folder`` (or ``transforms_train.json`` as NeRF-synthetic names it), or the file
+    itself when ``folder`` is one."""
+    folder = Path(folder)
+    if folder.is_file():
+        return folder
+    for name in ("transforms.json", "transforms_train.json"):
+        if (folder / name).is_file():
+            return folder / name
+    raise CameraError(f"{folder}: no transforms.json or transforms_train.json found")
+
+
+def load_views(folder: str | os.PathLike, downscale: float = 1.0) -> PosedViews:
+    """Read a posed-image folder (ours or NeRF-synthetic style): RGBA images and cameras.
+
+    The one loader used by training data, reconstruction and evaluation. ``downscale`` > 1 shrinks images
+    (area filter) and intrinsics together. All images must have the size transforms.json states.
+    """
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    cams, files = read_transforms(find_transforms(folder))
+    if not downscale >= 1.0:
+        raise CameraError(f"downscale must be >= 1, got {downscale}")
+    W, H = max(1, round(cams.width / downscale)), max(1, round(cams.height / downscale))
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                if im.size != (cams.width, cams.height):
+                    raise CameraError(f"{f}: image is {im.size[0]}x{im.size[1]}, transforms.json says "
+                                      f"{cams.width}x{cams.height}")
+                im = im.convert("RGBA")
+                if (W, H) != im.size:
+                    im = im.resize((W, H), Image.Resampling.BOX)
+                images.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1))
+        except (UnidentifiedImageError, OSError) as e:
+            raise CameraError(f"{f}: cannot read image ({e})") from None
+    if (W, H) != (cams.width, cams.height):
+        cams = cams.resized(W, H)
+    return PosedViews(torch.stack(images), cams, files)
+
+
+def write_transforms(
+    path: str | os.PathLike,
+    cameras: Cameras,
+    file_paths: Sequence[str],
+    extra: dict | None = None,
+) -> None:
+    """Write ``transforms.json`` (fl_x/fl_y/cx/cy form plus ``camera_angle_x``) atomically.
+
+    ``file_paths`` are relative to the file's folder. Per-frame intrinsics are written only when they differ.
+    """
+    if len(file_paths) != len(cameras):
+        raise CameraError(f"{len(file_paths)} file paths for {len(cameras)} cameras")
+    K0 = cameras.K[0]
+    shared = bool(torch.allclose(cameras.K, K0.expand_as(cameras.K)))
+    meta: dict = {"w": cameras.width, "h": cameras.height}
+    if shared:
+        meta.update(_intrinsics_dict(K0, cameras.width))
+    frames = []
+    for i, fp in enumerate(file_paths):
+        frame = {"file_path": str(fp), "transform_matrix": cameras.c2w[i].tolist()}
+        if not shared:
+            frame.update(_intrinsics_dict(cameras.K[i], cameras.width))
+        frames.append(frame)
+    meta.update(extra or {})
+    meta["frames"] = frames
+    atomic_write_text(path, json.dumps(meta, indent=2))
+
+
+def _intrinsics_dict(K: torch.Tensor, width: int) -> dict:
+    fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+    return {"camera_angle_x": 2 * math.atan(0.5 * width / fx), "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy}
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write to a temporary name in the same folder, then rename: readers never see a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
