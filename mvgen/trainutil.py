@@ -1,0 +1,116 @@
+"""Small helpers shared by the trainers: YAML → dataclass configs, atomic checkpoint folders, loss logs."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import shutil
+import time
+from pathlib import Path
+
+
+def load_config(cls, path: str | os.PathLike | None, **overrides):
+    """Build dataclass ``cls`` from a YAML file, then apply non-None ``overrides``; unknown keys are errors."""
+    import yaml
+
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of settings")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(names)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for f in dataclasses.fields(cls):  # YAML gives lists where the dataclass wants tuples
+        if isinstance(values.get(f.name), list) and "tuple" in str(f.type):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+def dump_config(cfg, path: str | os.PathLike) -> None:
+    import yaml
+
+    atomic_write(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+def atomic_write(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def checkpoint_dirs(out: Path) -> list[Path]:
+    """Finished checkpoint folders ``checkpoint-<step>`` in ``out``, oldest first."""
+    found = [p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def save_checkpoint(out: Path, step: int, write, keep: int = 2) -> Path:
+    """Call ``write(tmp_folder)`` then rename it to ``out/checkpoint-<step>``: a kill never leaves a half-written
+    checkpoint under the final name. Older checkpoints beyond ``keep`` are removed."""
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / f"checkpoint-{step}"
+    tmp = out / f".tmp-checkpoint-{step}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoint_dirs(out)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+class LossLog:
+    """Append-only CSV of (step, seconds, metrics...) plus a PNG plot of the loss curve."""
+
+    def __init__(self, path: Path, fields: list[str]):
+        self.path, self.fields = Path(path), ["step", "time"] + fields
+        self.t0 = time.time()
+        if not self.path.exists():
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+
+    def log(self, step: int, **values) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([step, f"{time.time() - self.t0:.1f}"] + [f"{values.get(k, ''):.6g}"
+                                   if isinstance(values.get(k), float) else values.get(k, "") for k in self.fields[2:]])
+
+    def rows(self) -> list[dict]:
+        with self.path.open() as f:
+            return list(csv.DictReader(f))
+
+    def plot(self, png: Path, key: str = "loss") -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = [r for r in self.rows() if r.get(key)]
+        if not rows:
+            return
+        steps = [int(r["step"]) for r in rows]
+        vals = [float(r[key]) for r in rows]
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+        ax.plot(steps, vals, lw=0.8, alpha=0.5, label=key)
+        k = max(1, len(vals) // 30)
+        if k > 1:
+            smooth = [sum(vals[max(0, i - k):i + 1]) / len(vals[max(0, i - k):i + 1]) for i in range(len(vals))]
+            ax.plot(steps, smooth, lw=1.5, label=f"{key} (moving mean)")
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        tmp = png.with_name(f".{png.name}.tmp.png")
+        fig.savefig(tmp)
+        plt.close(fig)
+        os.replace(tmp, png)

@@ -1,0 +1,189 @@
+"""The image autoencoder: a ``diffusers.AutoencoderKL`` trained on the dataset renders (`mvgen train-vae`).
+
+Fully convolutional, so it trains on random crops (fast on CPU) and runs on full views. Latents are scaled by
+``vae.config.scaling_factor``, which training sets from the measured latent standard deviation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class VAETrainConfig:
+    data: str = "data/objects"  # dataset folder (mvgen dataset output); trains on split=train, scores split=heldout
+    out: str = "runs/vae"  # run folder: checkpoints, loss log, final `vae/` save_pretrained folder
+    resolution: int = 128  # views are resized to this before cropping
+    crop: int = 64  # random square crops per step (multiple of the downsampling factor); full views at eval
+    block_out_channels: tuple = (32, 64, 128, 128)  # 4 levels -> 8x downsampling
+    layers_per_block: int = 1
+    latent_channels: int = 8  # more channels = higher fidelity, harder diffusion; 8 at f=8 keeps >= 32 dB here
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 4e-4
+    kl_weight: float = 1e-6  # tiny KL: a near-deterministic autoencoder, scaled latents still ~unit variance
+    mse_weight: float = 1.0  # loss = L1 + mse_weight * MSE + kl_weight * KL
+    seed: int = 0
+    log_every: int = 20
+    save_every: int = 250
+    eval_views: int = 256  # held-out views scored at the end (PSNR on full-size views, white background)
+    mixed_precision: str = "bf16"  # "no" for fp32
+
+
+def build_vae(cfg: VAETrainConfig):
+    from diffusers import AutoencoderKL
+
+    n = len(cfg.block_out_channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block, latent_channels=cfg.latent_channels,
+        norm_num_groups=min(32, cfg.block_out_channels[0]), sample_size=cfg.resolution,
+    )
+
+
+def load_views_tensor(data: str, split: str | None, resolution: int) -> torch.Tensor:
+    """All views of a split as one uint8 tensor [N,3,H,W] (composited on white)."""
+    from mvgen.data.dataset import MultiViewDataset
+
+    ds = MultiViewDataset(data, split=split, resolution=resolution, cache=False)
+    views = [((ds[i]["images"] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8) for i in range(len(ds))]
+    return torch.cat(views)
+
+
+@torch.no_grad()
+def reconstruct(vae, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    """Encode (posterior mode) and decode images in [-1,1] [N,3,H,W]; returns [-1,1]."""
+    out = []
+    for i in range(0, len(images), batch):
+        z = vae.encode(images[i:i + batch]).latent_dist.mode()
+        out.append(vae.decode(z).sample.clamp(-1, 1))
+    return torch.cat(out)
+
+
+def psnr_01(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from mvgen.trainutil import LossLog, checkpoint_dirs, dump_config, save_checkpoint
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.crop % 2 ** (len(cfg.block_out_channels) - 1) or cfg.crop > cfg.resolution:
+        raise ValueError(f"crop {cfg.crop} must divide by the downsampling factor and be <= resolution")
+    set_seed(cfg.seed)
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    train = load_views_tensor(cfg.data, "train", cfg.resolution)
+    vae = build_vae(cfg)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    vae, opt, sched = acc.prepare(vae, opt, sched)
+    step = 0
+    ckpts = checkpoint_dirs(out)
+    if resume and ckpts:
+        acc.load_state(str(ckpts[-1]))
+        step = int(ckpts[-1].name.split("-")[-1])
+        acc.print(f"resumed from {ckpts[-1]} at step {step}")
+    dump_config(cfg, out / "config.yaml")
+    log = LossLog(out / "loss.csv", ["loss", "l1", "mse", "kl"])
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train-vae", disable=not acc.is_main_process)
+    while step < cfg.steps:
+        idx = torch.randint(len(train), (cfg.batch_size,), generator=gen)
+        y0, x0 = (torch.randint(0, cfg.resolution - cfg.crop + 1, (2,), generator=gen) // 8 * 8).tolist()
+        x = train[idx, :, y0:y0 + cfg.crop, x0:x0 + cfg.crop].float().div(127.5).sub(1).to(acc.device)
+        if torch.rand(1, generator=gen) < 0.5:
+            x = x.flip(-1)
+        with acc.autocast():
+            post = vae.encode(x).latent_dist
+            rec = vae.decode(post.sample()).sample.float()
+        l1 = (rec - x).abs().mean()
+        mse = ((rec - x) ** 2).mean()
+        kl = post.kl().mean() / x[0].numel()
+        loss = l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"train-vae: loss became {loss.item()} at step {step}; lower lr")
+        acc.backward(loss)
+        acc.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            log.log(step, loss=loss.item(), l1=l1.item(), mse=mse.item(), kl=kl.item())
+            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{10 * math.log10(4 / max(mse.item(), 1e-12)):.1f}")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_checkpoint(out, step, lambda d: acc.save_state(str(d)))
+            log.plot(out / "loss.png")
+    bar.close()
+    vae = acc.unwrap_model(vae).float().eval()
+    return finish(vae, cfg, train)
+
+
+def finish(vae, cfg: VAETrainConfig, train: torch.Tensor) -> Path:
+    """Set the latent scaling factor from data, score held-out views, save ``out/vae`` and a report."""
+    from mvgen.trainutil import atomic_write
+
+    out = Path(cfg.out)
+    gen = torch.Generator().manual_seed(0)
+    sample = train[torch.randperm(len(train), generator=gen)[:256]].float().div(127.5).sub(1)
+    with torch.no_grad():
+        z = torch.cat([vae.encode(sample[i:i + 32]).latent_dist.mode() for i in range(0, len(sample), 32)])
+    vae.register_to_config(scaling_factor=float(1.0 / z.flatten().std()))
+    try:
+        held = load_views_tensor(cfg.data, "heldout", cfg.resolution)
+        split = "heldout"
+    except ValueError:  # a dataset without held-out objects: score unseen train views instead
+        held, split = train, "train"
+    held = held[torch.randperm(len(held), generator=gen)[:cfg.eval_views]].float().div(127.5).sub(1)
+    t = time.time()
+    rec = reconstruct(vae, held)
+    report = {"psnr": psnr_01((rec + 1) / 2, (held + 1) / 2), "split": split, "views": len(held),
+              "resolution": cfg.resolution, "scaling_factor": vae.config.scaling_factor,
+              "params": sum(p.numel() for p in vae.parameters()), "decode_ms_per_view": 1000 * (time.time() - t) / len(held)}
+    final = out / "vae"
+    tmp = out / ".tmp-vae"
+    vae.save_pretrained(tmp, safe_serialization=True)
+    if final.exists():
+        import shutil
+
+        shutil.rmtree(final)
+    tmp.rename(final)
+    atomic_write(out / "vae_report.json", json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return final
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train-vae", help="train the AutoencoderKL on dataset renders",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default="configs/vae.yaml", help="YAML with VAETrainConfig fields")
+    p.add_argument("--data", help="dataset folder (overrides the config)")
+    p.add_argument("--out", help="run folder (overrides the config)")
+    p.add_argument("--steps", type=int, help="total optimisation steps (overrides the config)")
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from mvgen.trainutil import load_config
+
+    cfg = load_config(VAETrainConfig, args.config, data=args.data, out=args.out, steps=args.steps,
+                      batch_size=args.batch_size)
+    train_vae(cfg, resume=args.resume)
+    return 0
