@@ -44,7 +44,8 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
 
     from mvgen.metrics import get_lpips, psnr, ssim
 
-    lpips_fn, lpips_impl = get_lpips()
+    lpips_fn = get_lpips()
+    lpips_impl = lpips_fn.impl
     size = pipe.image_size
     rigs = [eval_rig(i, views, size, seed) for i in range(len(captions))]
     rows, gens, t_gen = [], [], 0.0

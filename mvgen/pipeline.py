@@ -81,6 +81,7 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
                 raise FileNotFoundError(f"model folder {folder}: {sub}/ has no safetensors weights"
                                         + (f" (found {bad}; pickled weights are refused)" if bad else ""))
         kwargs.setdefault("use_safetensors", True)
+        kwargs.setdefault("torch_dtype", torch.float32)  # shipped weights may be stored in bf16
         try:
             return super().from_pretrained(str(folder), **kwargs)
         except (OSError, ValueError, KeyError) as e:

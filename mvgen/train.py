@@ -14,8 +14,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 
 @dataclass
 class TrainConfig:
@@ -34,7 +32,8 @@ class TrainConfig:
     warmup: int = 200
     weight_decay: float = 0.0
     steps: int = 6000
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # upper bound; warm-up decay 1 - (1 + step)^(-2/3) early on
+    init_from: str | None = None  # pipeline folder whose transformer weights start a fresh run (fine-tuning)
     caption_dropout: float = 0.1  # probability of training on the empty prompt (for guidance)
     logit_normal_std: float = 1.0  # timestep density: sigmoid(N(0, std)) as in SD3
     mixed_precision: str = "bf16"  # autocast dtype on CPU/GPU; "no" for fp32
@@ -47,6 +46,8 @@ class TrainConfig:
 
 
 def _batch_views(n_views: int, V: int, gen: torch.Generator) -> torch.Tensor:
+    import torch
+
     return torch.randperm(n_views, generator=gen)[:V]
 
 
@@ -54,6 +55,8 @@ class LatentCache:
     """Per-object VAE latents [N,Vo,C,h,w], Plücker maps [N,Vo,6,h,w] and caption ids, built once per run."""
 
     def __init__(self, cfg: TrainConfig, vae, tokenizer, text_encoder, out: Path):
+        import torch
+
         from safetensors.torch import load_file, save_file
 
         from mvgen.data.dataset import MultiViewDataset
@@ -96,6 +99,8 @@ class LatentCache:
                      for c, e, m in zip(uniq, emb, mask)}
 
     def batch(self, B: int, V: int, dropout: float, gen: torch.Generator):
+        import torch
+
         idx = torch.randint(len(self.latents), (B,), generator=gen)
         views = torch.stack([_batch_views(self.latents.shape[1], V, gen) for _ in range(B)])
         lat = torch.stack([self.latents[i, v] for i, v in zip(idx, views)])
@@ -117,6 +122,8 @@ def build_transformer(cfg: TrainConfig, latent_channels: int, latent_size: int):
 
 def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) -> Path:
     """Run (or continue) training; returns the final pipeline folder. ``max_steps`` stops early (smoke tests)."""
+    import torch
+
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
@@ -144,7 +151,14 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     model = build_transformer(cfg, cache.latents.shape[2], cache.latents.shape[-1])
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    ema = EMAModel(copy.deepcopy(model).parameters(), decay=cfg.ema_decay)
+    if cfg.init_from and not checkpoint_dirs(out):
+        from mvgen.models import PTDiTTransformer3DModel
+
+        init = PTDiTTransformer3DModel.from_pretrained(Path(cfg.init_from) / "transformer", use_safetensors=True)
+        model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+        acc.print(f"initialised the transformer from {cfg.init_from}")
+    ema = EMAModel(copy.deepcopy(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
+                   power=2 / 3)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
     model, opt, sched = acc.prepare(model, opt, sched)
@@ -217,6 +231,8 @@ def _write_checkpoint(folder: Path, acc, model, ema, vae, scheduler, tokenizer, 
 
 
 def _sample_grid(out, step, model, ema, vae, scheduler, tokenizer, text_encoder, cfg, cache) -> None:
+    import torch
+
     from mvgen.imageutil import grid, save_png
     from mvgen.pipeline import PTDiTMultiViewPipeline
 
@@ -257,3 +273,34 @@ def _run(args) -> int:
     final = train(cfg, resume=args.resume, max_steps=args.max_steps)
     print(json.dumps({"pipeline": str(final)}))
     return 0
+
+
+def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16") -> Path:
+    """Copy a checkpoint's pipeline folder to ``dst`` with the transformer and VAE weights stored in ``dtype``
+    (the shipped model keeps its files small this way; loading casts back to float32)."""
+    import shutil
+
+    import torch
+
+    from mvgen.pipeline import PTDiTMultiViewPipeline
+
+    pipe = PTDiTMultiViewPipeline.from_pretrained(src)
+    dt = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    pipe.transformer.to(dt)
+    pipe.vae.to(dt)
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp)
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    return dst
+
+
+def register_export(sub) -> None:
+    p = sub.add_parser("export-model", help="copy a trained pipeline (e.g. into assets/) with compact weights")
+    p.add_argument("src", help="pipeline folder, e.g. runs/tiny/checkpoint-6000/pipeline")
+    p.add_argument("dst", help="destination folder, e.g. assets/mvgen-tiny")
+    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
+    p.set_defaults(func=lambda a: print(export_pipeline(a.src, a.dst, a.dtype)) or 0)
