@@ -1,0 +1,202 @@
+"""Attention for the PT-DiT denoiser: one multi-head ``Attention`` module (self or cross, all through
+``F.scaled_dot_product_attention``) and the token-layout helpers the variants need.
+
+Token grid of one sample: (V, h, w) = (views, token rows, token columns), N = V*h*w tokens. Windows are
+``window = (pf, ph, pw)`` blocks of P = pf*ph*pw tokens; there are nW = N/P of them (= M proxy tokens).
+
+Layouts used in the model:
+* spatial:  [B, V, h, w, D] (or flattened [B, N, D] in (v, y, x) order) -- full and spatial_temporal;
+* windowed: [B, nW, P, D] (or [B, N, D] window-major) -- proxy. Window attention and proxy means are then
+  plain reshapes; the shifted windows (a roll of the grid, then a partition) are one precomputed gather.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Grid = tuple[int, int, int]  # (views, h, w) tokens
+
+
+class Attention(nn.Module):
+    """Multi-head attention via SDPA.
+
+    Self-attention when ``context_dim`` is None (fused qkv projection), otherwise cross-attention from
+    ``x`` [B,L,D] to ``context`` [B,S,context_dim]. ``mask`` is boolean (True = may attend), broadcastable to
+    [B, heads, L, S]. ``kind`` labels the module for FLOP accounting ("visual" = among latent/proxy tokens,
+    "text" = to the prompt) and is not a config field.
+    """
+
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None = None, kind: str = "visual"):
+        super().__init__()
+        self.heads, self.head_dim, self.kind = heads, head_dim, kind
+        inner = heads * head_dim
+        self.is_cross = context_dim is not None
+        if self.is_cross:
+            self.to_q = nn.Linear(dim, inner)
+            self.to_kv = nn.Linear(context_dim, 2 * inner)
+        else:
+            self.to_qkv = nn.Linear(dim, 3 * inner)
+        self.to_out = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, L, _ = x.shape
+        if self.is_cross:
+            q = self.to_q(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)  # (B, H, L, hd)
+            kv = self.to_kv(context).view(B, context.shape[1], 2, self.heads, self.head_dim)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, S, hd) each
+        else:
+            qkv = self.to_qkv(x).view(B, L, 3, self.heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, L, hd) each
+        if q.dtype != v.dtype:  # bf16 autocast with a float32 context: SDPA needs one dtype
+            k, v = k.to(q.dtype), v.to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, hd)
+        return self.to_out(out.transpose(1, 2).reshape(B, L, self.heads * self.head_dim))  # (B, L, D)
+
+
+# -------------------------------------------------------------------------------------------- windows
+
+
+def check_window(grid: Grid, window: Grid) -> None:
+    """Raise ValueError naming the sizes when ``window`` does not tile the token ``grid``."""
+    names = ("views", "token rows", "token columns")
+    bad = [f"{n}: {g} % {p} != 0" for n, g, p in zip(names, grid, window) if p < 1 or g % p]
+    if bad:
+        raise ValueError(f"window_size {tuple(window)} does not divide the token grid (views, h, w) = "
+                         f"{tuple(grid)} ({'; '.join(bad)}); choose a window that divides each axis")
+
+
+def window_partition(x: torch.Tensor, window: Grid) -> torch.Tensor:
+    """[B, V, h, w, D] -> [B, nW, P, D]; windows in (v, y, x) order, tokens inside a window in (v, y, x) order."""
+    B, V, H, W, D = x.shape
+    pf, ph, pw = window
+    x = x.view(B, V // pf, pf, H // ph, ph, W // pw, pw, D)
+    x = x.permute(0, 1, 3, 5, 2, 4, 6, 7)  # (B, V/pf, h/ph, w/pw, pf, ph, pw, D)
+    return x.reshape(B, -1, pf * ph * pw, D)
+
+
+def window_merge(x: torch.Tensor, grid: Grid, window: Grid) -> torch.Tensor:
+    """Inverse of ``window_partition``: [B, nW, P, D] -> [B, V, h, w, D]."""
+    B, D = x.shape[0], x.shape[-1]
+    V, H, W = grid
+    pf, ph, pw = window
+    x = x.view(B, V // pf, H // ph, W // pw, pf, ph, pw, D)
+    x = x.permute(0, 1, 4, 2, 5, 3, 6, 7)  # (B, V/pf, pf, h/ph, ph, w/pw, pw, D)
+    return x.reshape(B, V, H, W, D)
+
+
+def window_shift(window: Grid) -> Grid:
+    """Shift of the shifted windows: half a window on each axis (0 where the window is 1 wide)."""
+    return tuple(p // 2 for p in window)
+
+
+@lru_cache(maxsize=32)
+def _shifted_window_mask_cpu(grid: Grid, window: Grid) -> torch.Tensor | None:
+    shift = window_shift(window)
+    if not any(shift):
+        return None
+    labels = torch.zeros(grid, dtype=torch.long, device="cpu")  # region id of every token in the rolled frame
+    region_slices = []
+    for p, s in zip(window, shift):
+        region_slices.append([slice(0, None)] if s == 0 else [slice(0, -p), slice(-p, -s), slice(-s, None)])
+    count = 0
+    for sf in region_slices[0]:
+        for sy in region_slices[1]:
+            for sx in region_slices[2]:
+                labels[sf, sy, sx] = count
+                count += 1
+    win = window_partition(labels[None, ..., None], window)[0, :, :, 0]  # (nW, P)
+    return win[:, :, None] == win[:, None, :]  # (nW, P, P) True = same region = may attend
+
+
+def shifted_window_mask(grid: Grid, window: Grid, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """Swin-style mask for attention in windows of the grid rolled by ``-window_shift``: [nW, P, P] bool, True
+    where two tokens of a window come from the same region (i.e. were neighbours before the cyclic roll).
+    None when no axis is shifted (every window is 1 wide)."""
+    mask = _shifted_window_mask_cpu(tuple(grid), tuple(window))
+    return None if mask is None else mask.to(device)
+
+
+def window_attention(attn: Attention, x: torch.Tensor, window: Grid) -> torch.Tensor:
+    """Self-attention inside each window. x: [B, N, D] window-major -> [B, N, D]."""
+    B, N, D = x.shape
+    P = window[0] * window[1] * window[2]
+    return attn(x.reshape(B * (N // P), P, D)).view(B, N, D)
+
+
+@lru_cache(maxsize=32)
+def _shift_index_cpu(grid: Grid, window: Grid) -> tuple[torch.Tensor, torch.Tensor]:
+    V, H, W = grid
+    spatial = torch.arange(V * H * W, device="cpu").view(1, V, H, W, 1)  # spatial id of every token
+    slot = torch.empty(V * H * W, dtype=torch.long, device="cpu")  # window-major slot of each spatial id
+    slot[window_partition(spatial, window).flatten()] = torch.arange(V * H * W, device="cpu")
+    rolled = torch.roll(spatial, shifts=tuple(-s for s in window_shift(window)), dims=(1, 2, 3))
+    gather = slot[window_partition(rolled, window).flatten()]  # shifted slot k <- window-major slot gather[k]
+    return gather, torch.argsort(gather)
+
+
+def shift_index(grid: Grid, window: Grid, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gather, scatter) [N] long: ``x[:, gather]`` turns window-major tokens into the window-major layout of the
+    grid rolled by ``-window_shift`` (the shifted windows); ``y[:, scatter]`` undoes it."""
+    gather, scatter = _shift_index_cpu(tuple(grid), tuple(window))
+    return gather.to(device), scatter.to(device)
+
+
+def shifted_window_attention(attn: Attention, x: torch.Tensor, grid: Grid, window: Grid,
+                             mask: torch.Tensor | None) -> torch.Tensor:
+    """Self-attention in windows shifted by half a window (Swin): roll the grid by -shift, attend inside windows
+    with the region ``mask`` [nW, P, P] (see ``shifted_window_mask``), roll back. The roll and the window
+    partition are one precomputed gather (``shift_index``).
+    x: [B, N, D] window-major -> [B, N, D] window-major."""
+    B, N, D = x.shape
+    P = window[0] * window[1] * window[2]
+    gather, scatter = shift_index(grid, window, x.device)
+    xs = x.index_select(1, gather).view(B * (N // P), P, D)  # (B*nW, P, D) windows of the rolled grid
+    if mask is not None:
+        mask = mask[None].expand(B, -1, -1, -1).reshape(B * (N // P), 1, P, P)
+    out = attn(xs, mask=mask).view(B, N, D)
+    return out.index_select(1, scatter)  # (B, N, D) back to the unrolled window-major layout
+
+
+def window_means(x: torch.Tensor, window: Grid) -> torch.Tensor:
+    """Proxy tokens: the mean of the tokens of each window. x: [B, N, D] window-major -> [B, nW, D]."""
+    B, N, D = x.shape
+    P = window[0] * window[1] * window[2]
+    return x.view(B, N // P, P, D).mean(dim=2)
+
+
+# --------------------------------------------------------------------------------- baselines' layouts
+
+
+def per_view_attention(attn: Attention, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """2D attention inside each view. x: [B, N, D] spatial (v, y, x) order -> [B, N, D]."""
+    B, N, D = x.shape
+    V = grid[0]
+    return attn(x.reshape(B * V, N // V, D)).view(B, N, D)
+
+
+def across_views_attention(attn: Attention, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """1D attention across views at each token position. x: [B, N, D] spatial order -> [B, N, D]."""
+    B, N, D = x.shape
+    V = grid[0]
+    xt = x.view(B, V, N // V, D).transpose(1, 2).reshape(B * (N // V), V, D)  # (B*h*w, V, D)
+    out = attn(xt).view(B, N // V, V, D).transpose(1, 2)  # (B, V, h*w, D)
+    return out.reshape(B, N, D)
+
+
+def text_mask(encoder_attention_mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """[B, T] keep(1)/pad(0) -> (SDPA mask [B,1,1,T] bool, has_text [B,1,1] float or None).
+
+    A sample whose mask is all zero has no text: its rows get an all-True mask (so SDPA stays finite) and
+    ``has_text`` zeroes that sample's text cross-attention output."""
+    if encoder_attention_mask is None:
+        return None, None
+    keep = encoder_attention_mask.bool()  # (B, T)
+    any_keep = keep.any(dim=1)  # (B,)
+    if bool(any_keep.all()):
+        return keep[:, None, None, :], None
+    keep = keep | ~any_keep[:, None]
+    return keep[:, None, None, :], any_keep.float()[:, None, None]

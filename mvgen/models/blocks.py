@@ -1,0 +1,145 @@
+"""Transformer blocks of the three attention variants, at equal width: ``PTDiTBlock`` (proxy tokens, the paper),
+``FullAttentionBlock`` (3D full attention over every view's tokens: a PixArt-α/DiT block) and
+``SpatialTemporalBlock`` (2D attention per view + 1D attention across views).
+
+Every block takes x [B, N, D], the adaLN-single projection t6 [B, 6, D], the projected prompt ctx [B, T, D],
+its mask [B, 1, 1, T] (bool, or None) and ``has_text`` [B, 1, 1] (or None), and returns [B, N, D].
+LayerNorms have no affine parameters (eps 1e-6); the adaLN-single modulation is t6 plus a learned per-block
+table (PixArt-α). Text cross-attention has no norm and no gate (PixArt-α).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import (Attention, Grid, across_views_attention, per_view_attention, shifted_window_attention,
+                        window_attention, window_means)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x [B, N, D] * (1 + scale [B, 1, D]) + shift [B, 1, D]."""
+    return x * (1 + scale) + shift
+
+
+class FeedForward(nn.Sequential):
+    """Linear(D, r*D) -> GELU-tanh -> Linear(r*D, D)."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 4.0):
+        hidden = int(dim * mlp_ratio)
+        super().__init__(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+
+
+class _BlockBase(nn.Module):
+    """Shared parts: the 6×D modulation table, text cross-attention and the modulated FFN."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float, eps: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.attn_text = Attention(dim, heads, head_dim, context_dim=dim, kind="text")
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.ff = FeedForward(dim, mlp_ratio)
+        self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
+
+    def modulation(self, t6: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp), each [B, 1, D]."""
+        return (self.scale_shift_table[None] + t6).chunk(6, dim=1)
+
+    def text_and_ffn(self, x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp) -> torch.Tensor:
+        text = self.attn_text(x, ctx, mask=ctx_mask)  # (B, N, D)
+        if has_text is not None:
+            text = text * has_text.to(text.dtype)
+        x = x + text
+        return x + gate_mlp * self.ff(modulate(self.norm2(x), shift_mlp, scale_mlp))  # (B, N, D)
+
+
+class PTDiTBlock(_BlockBase):
+    """The PT-DiT block as published (arXiv 2409.04005 §3, official MindSpeed-MM release), in order:
+
+    1. proxies = mean of the tokens of each window                       [B, M, D]
+    2. GIIM self-attention among proxies (pre-norm, residual, no modulation)
+    3. GIIM cross-attention: tokens query the proxies (both normed), zero-initialised output linear
+    4. TCM window self-attention (modulated by shift/scale_msa, gated by gate_msa)
+    5. TCM shifted-window self-attention (roll by -window//2, Swin region mask, roll back), own 3×D
+       modulation table added to the first three rows of t6, gated, zero-initialised output linear
+    6. text cross-attention, 7. FFN (modulated, gated).
+
+    x is in the window-major layout (see ``attention.py``).
+    """
+
+    def __init__(self, dim: int, heads: int, head_dim: int, window: Grid, mlp_ratio: float = 4.0, eps: float = 1e-6):
+        super().__init__(dim, heads, head_dim, mlp_ratio, eps)
+        self.window = tuple(window)
+        self.norm_proxy = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.attn_proxy = Attention(dim, heads, head_dim)
+        self.norm_giim_tokens = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.norm_giim_proxies = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.attn_giim = Attention(dim, heads, head_dim, context_dim=dim)
+        self.proj_giim = nn.Linear(dim, dim)  # zero-initialised by the model
+        self.attn_window = Attention(dim, heads, head_dim)
+        self.norm_shift = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.attn_shift = Attention(dim, heads, head_dim)
+        self.proj_shift = nn.Linear(dim, dim)  # zero-initialised by the model
+        self.shift_scale_shift_table = nn.Parameter(torch.randn(3, dim) / dim**0.5)
+
+    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, shift_mask: torch.Tensor | None) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
+        shift_sw, scale_sw, gate_sw = (self.shift_scale_shift_table[None] + t6[:, :3]).chunk(3, dim=1)
+
+        proxies = window_means(x, self.window)  # (B, M, D)
+        proxies = proxies + self.attn_proxy(self.norm_proxy(proxies))  # (B, M, D)
+        giim = self.attn_giim(self.norm_giim_tokens(x), self.norm_giim_proxies(proxies))  # (B, N, D)
+        x = x + self.proj_giim(giim)  # (B, N, D)
+
+        h = modulate(self.norm1(x), shift_msa, scale_msa)
+        x = x + gate_msa * window_attention(self.attn_window, h, self.window)  # (B, N, D)
+
+        h = modulate(self.norm_shift(x), shift_sw, scale_sw)
+        h = shifted_window_attention(self.attn_shift, h, grid, self.window, shift_mask)  # (B, N, D)
+        x = x + self.proj_shift(gate_sw * h)
+
+        return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
+
+    def zero_init_modules(self) -> list[nn.Module]:
+        return [self.proj_giim, self.proj_shift]
+
+
+class FullAttentionBlock(_BlockBase):
+    """Baseline ``full``: self-attention over all N = V*h*w tokens (modulated, gated), text cross-attention, FFN."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0, eps: float = 1e-6):
+        super().__init__(dim, heads, head_dim, mlp_ratio, eps)
+        self.attn = Attention(dim, heads, head_dim)
+
+    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, shift_mask=None) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
+        x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))  # (B, N, D)
+        return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
+
+    def zero_init_modules(self) -> list[nn.Module]:
+        return []
+
+
+class SpatialTemporalBlock(_BlockBase):
+    """Baseline ``spatial_temporal`` (Latte/STDiT style): 2D self-attention inside each view (modulated by the
+    main table, gated), then 1D self-attention across views at each token position (own norm and 3×D table
+    added to t6's first three rows, gated), text cross-attention, FFN. x in spatial (v, y, x) order."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0, eps: float = 1e-6):
+        super().__init__(dim, heads, head_dim, mlp_ratio, eps)
+        self.attn_spatial = Attention(dim, heads, head_dim)
+        self.norm_views = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.attn_views = Attention(dim, heads, head_dim)
+        self.views_scale_shift_table = nn.Parameter(torch.randn(3, dim) / dim**0.5)
+
+    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, shift_mask=None) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
+        shift_v, scale_v, gate_v = (self.views_scale_shift_table[None] + t6[:, :3]).chunk(3, dim=1)
+        h = modulate(self.norm1(x), shift_msa, scale_msa)
+        x = x + gate_msa * per_view_attention(self.attn_spatial, h, grid)  # (B, N, D)
+        h = modulate(self.norm_views(x), shift_v, scale_v)
+        x = x + gate_v * across_views_attention(self.attn_views, h, grid)  # (B, N, D)
+        return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
+
+    def zero_init_modules(self) -> list[nn.Module]:
+        return []

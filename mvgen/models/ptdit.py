@@ -1,0 +1,241 @@
+"""PTDiTTransformer3DModel: the Proxy-Tokenized Diffusion Transformer (arXiv 2409.04005) for V camera-conditioned
+views, and its two baselines at equal width/depth (``attention_type`` "full" and "spatial_temporal").
+
+Read top-down: config -> embeddings -> blocks -> final layer -> forward -> weight init.
+
+Views are a set described by their cameras. There is no per-view index embedding and, by default, the
+absolute sin-cos position table is 2D (rows and columns of a view); the paper encodes the frame index as a
+third axis (``pos_embed="3d"`` reproduces that). With 2D positions and windows that never span views
+(window_size[0] == 1), permuting the views together with their Plücker rays permutes the output, and the number
+of views at inference may differ from training. With pf > 1 windows group consecutive views, so proxies and
+the view-axis shift depend on view order.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from .attention import check_window, shifted_window_mask, text_mask, window_merge, window_partition
+from .blocks import FullAttentionBlock, PTDiTBlock, SpatialTemporalBlock
+from .embeddings import CameraEmbed, CaptionProjection, PatchEmbed, TimestepEmbedder, sincos_pos_embed, unpatchify
+from .presets import preset_config
+
+ATTENTION_TYPES = ("proxy", "full", "spatial_temporal")
+
+
+class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
+    """Multiview denoiser: [B,V,C,H,W] latents + timestep + prompt embeddings + Plücker rays -> [B,V,C_out,H,W].
+
+    Args:
+        sample_size: latent size (H = W) the model is built for; sets the position-table base grid (other sizes
+            interpolate positions) and, in presets, the window.
+        in_channels: latent channels C.
+        out_channels: output channels (default ``in_channels``; 2*C for a learned-sigma head).
+        patch_size: p of the per-view p×p patch embedding.
+        num_layers: number of blocks.
+        num_attention_heads, attention_head_dim: hidden size D = heads * head_dim.
+        window_size: (pf, ph, pw) proxy/TCM window in tokens (views, rows, columns); only ``proxy`` uses it.
+        attention_type: "proxy" (PT-DiT), "full" (3D full attention) or "spatial_temporal".
+        caption_channels: width Dt of the text-encoder features.
+        max_views: largest number of views accepted at the input.
+        mlp_ratio: FFN hidden size / D.
+        pos_embed: "2d" (rows/columns only; views are a set) or "3d" (paper: view index as a third axis).
+        norm_eps: LayerNorm epsilon.
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int = 16,
+        in_channels: int = 4,
+        out_channels: int | None = None,
+        patch_size: int = 2,
+        num_layers: int = 8,
+        num_attention_heads: int = 4,
+        attention_head_dim: int = 64,
+        window_size: tuple[int, int, int] = (1, 2, 2),
+        attention_type: str = "proxy",
+        caption_channels: int = 384,
+        max_views: int = 32,
+        mlp_ratio: float = 4.0,
+        pos_embed: str = "2d",
+        norm_eps: float = 1e-6,
+    ):
+        super().__init__()
+        if attention_type not in ATTENTION_TYPES:
+            raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
+        if pos_embed not in ("2d", "3d"):
+            raise ValueError(f"pos_embed must be '2d' or '3d', got {pos_embed!r}")
+        window = tuple(int(p) for p in window_size)
+        if len(window) != 3 or min(window) < 1:
+            raise ValueError(f"window_size must be three positive integers (pf, ph, pw), got {window_size!r}")
+        if sample_size % patch_size:
+            raise ValueError(f"sample_size {sample_size} is not divisible by patch_size {patch_size}")
+        self.window = window
+        self.register_to_config(window_size=list(window))  # one form in memory and in config.json
+        dim = num_attention_heads * attention_head_dim
+        self.inner_dim = dim
+        self.out_channels = out_channels or in_channels
+        sincos_pos_embed(dim, (1, 1), (1, 1), None if pos_embed == "2d" else 1)  # validates dim for the table
+
+        # embeddings
+        self.patch_embed = PatchEmbed(in_channels, dim, patch_size)
+        self.camera_embed = CameraEmbed(dim, patch_size)
+        self.time_embed = TimestepEmbedder(dim)
+        self.caption_projection = CaptionProjection(caption_channels, dim)
+
+        # blocks
+        shape = (dim, num_attention_heads, attention_head_dim)
+        if attention_type == "proxy":
+            blocks = [PTDiTBlock(*shape, window, mlp_ratio, norm_eps) for _ in range(num_layers)]
+        elif attention_type == "full":
+            blocks = [FullAttentionBlock(*shape, mlp_ratio, norm_eps) for _ in range(num_layers)]
+        else:
+            blocks = [SpatialTemporalBlock(*shape, mlp_ratio, norm_eps) for _ in range(num_layers)]
+        self.transformer_blocks = nn.ModuleList(blocks)
+
+        # final layer (PixArt-α): LN, shift/scale from t_emb + a learned 2×D table, linear to patches
+        self.norm_out = nn.LayerNorm(dim, elementwise_affine=False, eps=norm_eps)
+        self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)
+        self.proj_out = nn.Linear(dim, patch_size * patch_size * self.out_channels)
+
+        self.gradient_checkpointing = False
+        self.initialize_weights()
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "PTDiTTransformer3DModel":
+        """A new (randomly initialised) model of preset ``name`` ("tiny", "S", "B", "L", "XL", see
+        ``mvgen.models.presets.PRESETS``); ``overrides`` replace config fields (the window follows the preset's
+        rule for the given sample_size/patch_size unless window_size is given)."""
+        return cls(**preset_config(name, **overrides))
+
+    # ------------------------------------------------------------------------------------------- forward
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None = None,
+        plucker: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ):
+        """
+        Args:
+            hidden_states: [B, V, C, H, W] noisy latents of V views.
+            timestep: [B] (or a scalar / Python number) float; flow-matching convention sigma*1000 in [0, 1000].
+            encoder_hidden_states: [B, T, caption_channels] prompt token features.
+            encoder_attention_mask: [B, T], 1 = keep, 0 = padding (None = keep all). A sample with no kept token
+                gets no text cross-attention.
+            plucker: [B, V, 6, H, W] (or [1, V, 6, H, W]) Plücker rays at the latent resolution
+                (``mvgen.cameras.Cameras.plucker(H, W)``). None = no camera conditioning.
+            return_dict: return a ``Transformer2DModelOutput`` (else a 1-tuple).
+
+        Returns:
+            ``.sample`` [B, V, out_channels, H, W].
+        """
+        if not torch.is_tensor(timestep):
+            timestep = torch.tensor(timestep, dtype=torch.float32, device=hidden_states.device)
+        B, V, H, W = self._check_inputs(hidden_states, timestep, encoder_hidden_states, encoder_attention_mask, plucker)
+        p = self.config.patch_size
+        grid = (V, H // p, W // p)  # token grid per sample
+        dtype = self.patch_embed.proj.weight.dtype
+        if timestep.ndim == 0:
+            timestep = timestep.expand(B)
+
+        x = self.patch_embed(hidden_states.to(dtype))  # (B, V, h, w, D)
+        if plucker is not None:
+            x = x + self.camera_embed(plucker.expand(B, -1, -1, -1, -1), dtype)  # (B, V, h, w, D)
+        x = x + self._pos_embed(grid, x.device, x.dtype)  # (B, V, h, w, D)
+        t_emb, t6 = self.time_embed(timestep, dtype)  # (B, D), (B, 6, D)
+        ctx = self.caption_projection(encoder_hidden_states.to(dtype))  # (B, T, D)
+        ctx_mask, has_text = text_mask(encoder_attention_mask)  # (B, 1, 1, T), (B, 1, 1)
+
+        x = self._to_tokens(x)  # (B, N, D)
+        shift_mask = shifted_window_mask(grid, self.window, x.device) if self.config.attention_type == "proxy" else None
+        for block in self.transformer_blocks:
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x = self._gradient_checkpointing_func(block, x, t6, ctx, ctx_mask, has_text, grid, shift_mask)
+            else:
+                x = block(x, t6, ctx, ctx_mask, has_text, grid, shift_mask)  # (B, N, D)
+
+        shift, scale = (self.scale_shift_table[None] + t_emb[:, None]).chunk(2, dim=1)  # (B, 1, D) each
+        x = self.proj_out(self.norm_out(x) * (1 + scale) + shift)  # (B, N, p*p*C_out)
+        x = self._from_tokens(x, grid)  # (B, V, h, w, p*p*C_out)
+        out = unpatchify(x, p, self.out_channels)  # (B, V, C_out, H, W)
+        return Transformer2DModelOutput(sample=out) if return_dict else (out,)
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    def _check_inputs(self, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask, plucker):
+        cfg = self.config
+        if hidden_states.ndim != 5:
+            raise ValueError(f"hidden_states must be [B, V, C, H, W], got shape {list(hidden_states.shape)}")
+        B, V, C, H, W = hidden_states.shape
+        if C != cfg.in_channels:
+            raise ValueError(f"hidden_states has {C} channels, the model expects in_channels={cfg.in_channels}")
+        if H % cfg.patch_size or W % cfg.patch_size:
+            raise ValueError(f"hidden_states latent size {H}x{W} is not divisible by patch_size {cfg.patch_size}")
+        if not 1 <= V <= cfg.max_views:
+            raise ValueError(f"hidden_states has {V} views; supported: 1..{cfg.max_views} (max_views)")
+        if timestep.ndim > 1 or (timestep.ndim == 1 and timestep.shape[0] != B):
+            raise ValueError(f"timestep must be a scalar or [B={B}], got shape {list(timestep.shape)}")
+        if encoder_hidden_states.ndim != 3 or encoder_hidden_states.shape[0] != B \
+                or encoder_hidden_states.shape[2] != cfg.caption_channels:
+            raise ValueError(f"encoder_hidden_states must be [B={B}, T, caption_channels={cfg.caption_channels}], "
+                             f"got {list(encoder_hidden_states.shape)}")
+        if encoder_attention_mask is not None and tuple(encoder_attention_mask.shape) != tuple(encoder_hidden_states.shape[:2]):
+            raise ValueError(f"encoder_attention_mask must be [B, T] = {list(encoder_hidden_states.shape[:2])}, "
+                             f"got {list(encoder_attention_mask.shape)}")
+        if plucker is not None and (plucker.ndim != 5 or plucker.shape[0] not in (1, B) or tuple(plucker.shape[1:]) != (V, 6, H, W)):
+            raise ValueError(f"plucker must be [B={B} (or 1), V={V}, 6, H={H}, W={W}] (rays at the latent "
+                             f"resolution), got {list(plucker.shape)}")
+        if cfg.attention_type == "proxy":
+            check_window((V, H // cfg.patch_size, W // cfg.patch_size), self.window)
+        return B, V, H, W
+
+    def _pos_embed(self, grid, device, dtype) -> torch.Tensor:
+        """[h, w, D] (2d) or [V, h, w, D] (3d) sin-cos table for the token grid."""
+        base = self.config.sample_size // self.config.patch_size
+        views = None if self.config.pos_embed == "2d" else grid[0]
+        return sincos_pos_embed(self.inner_dim, grid[1:], (base, base), views).to(device=device, dtype=dtype)
+
+    def _to_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, V, h, w, D] -> [B, N, D]: window-major for ``proxy``, (v, y, x) order otherwise."""
+        if self.config.attention_type == "proxy":
+            return window_partition(x, self.window).flatten(1, 2)
+        return x.flatten(1, 3)
+
+    def _from_tokens(self, x: torch.Tensor, grid) -> torch.Tensor:
+        """Inverse of ``_to_tokens``: [B, N, E] -> [B, V, h, w, E]."""
+        if self.config.attention_type == "proxy":
+            P = self.window[0] * self.window[1] * self.window[2]
+            return window_merge(x.unflatten(1, (-1, P)), grid, self.window)
+        return x.unflatten(1, grid)
+
+    def initialize_weights(self) -> None:
+        """All weight init in one place (DiT / PixArt-α): xavier-uniform linears with zero bias, patch embeddings
+        as linears, N(0, 0.02) timestep/caption MLPs, and zeros for the output linears of GIIM, the shifted
+        windows, the text cross-attention (PixArt-α) and the final layer, so each residual branch starts closed."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for conv in (self.patch_embed.proj, self.camera_embed.ray_proj):
+            nn.init.xavier_uniform_(conv.weight.view(conv.weight.shape[0], -1))
+            nn.init.zeros_(conv.bias)
+        for linear in (self.time_embed.mlp[0], self.time_embed.mlp[2], self.time_embed.t_block[1],
+                       self.caption_projection.linear_1, self.caption_projection.linear_2):
+            nn.init.normal_(linear.weight, std=0.02)
+        zero = [self.proj_out] + [b.attn_text.to_out for b in self.transformer_blocks]
+        for block in self.transformer_blocks:
+            zero += block.zero_init_modules()
+        for linear in zero:
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)

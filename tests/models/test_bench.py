@@ -1,0 +1,53 @@
+"""`mvgen bench model` accounting: measured attention FLOPs equal the paper's Eq. 3–4, on meta and CPU."""
+
+import argparse
+
+import pytest
+
+from mvgen.models import bench
+
+
+def spec(attention_type, views=2, grid=4, window=(1, 2, 2), **kw):
+    return bench.Spec(attention_type, views, grid, hidden_size=32, depth=2, heads=2, window=window, text_tokens=5, **kw)
+
+
+@pytest.mark.parametrize("attention_type", ["proxy", "full", "spatial_temporal"])
+def test_attention_flops_match_formula_on_meta_and_cpu(attention_type):
+    s = spec(attention_type)
+    meta = bench.count_flops(s)
+    cpu = bench.count_flops(s, device="cpu")  # CPU's fused SDPA kernel, counted through the custom mapping
+    assert meta["attn_flops"] == cpu["attn_flops"] == bench.attention_formula(s) > 0
+    assert meta["flops"] == cpu["flops"] > meta["attn_flops"]  # text attention, linears and convs come on top
+    assert meta["params"] == cpu["params"]
+
+
+def test_formula_values_by_hand():
+    # N = 2*4*4 = 32 tokens, D = 32, P = 4, M = 8, depth 2; FLOPs = 2 x multiply-adds
+    assert bench.attention_formula(spec("full")) == 2 * 2 * (2 * 32 * 32 * 32)
+    assert bench.attention_formula(spec("proxy")) == 2 * 2 * (2 * 8 * 8 * 32 + 2 * 32 * 8 * 32 + 4 * 4 * 32 * 32)
+    assert bench.attention_formula(spec("spatial_temporal")) == 2 * 2 * (2 * 2 * 16 * 16 * 32 + 2 * 16 * 2 * 2 * 32)
+
+
+def test_subprocess_measurement_and_table():
+    proxy = spec("proxy", repeats=1)
+    row = {**bench.count_flops(proxy), **bench.measure_in_subprocess(proxy)}  # one fresh child process
+    assert row["latency_ms"] > 0 and row["cpu_ms"] > 0 and row["peak_mem_mb"] >= 0 and row["threads"] >= 1
+    full = {**bench.count_flops(spec("full")), "latency_ms": 2 * row["latency_ms"], "cpu_ms": 2 * row["cpu_ms"],
+            "peak_mem_mb": 4 * row["peak_mem_mb"]}
+    rows = [row, full]
+    bench.add_ratios(rows)
+    assert rows[0]["latency_vs_full"] == 0.5 and rows[1]["latency_vs_full"] == 1.0
+    assert rows[0]["peak_vs_full"] in (0.25, None)  # None only if the child measured 0 MB
+    table = bench.markdown_table(rows)
+    assert table.count("\n| - | ") == 2 and "| proxy | auto | 2 × 4² | (1, 2, 2) |" in table
+
+
+def test_bad_arguments():
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers())
+    with pytest.raises(ValueError, match="--hidden 30 must be divisible by --heads 4"):
+        args = parser.parse_args(["model", "--hidden", "30", "--heads", "4"])
+        args.func(args)
+    with pytest.raises(ValueError, match="--views must be >= 1"):
+        args = parser.parse_args(["model", "--views", "0"])
+        args.func(args)
