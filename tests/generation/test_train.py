@@ -83,3 +83,18 @@ def test_generate_command_writes_all_files(tiny_data, tiny_vae, tmp_path):
     assert main(["generate", "a red mug", "--views", "40", "--out", str(tmp_path / "bad"), "--model", str(final)]) == 2
     assert main(["generate", "a red mug", "--out", str(tmp_path / "bad"), "--model", str(tmp_path / "nope")]) == 2
     assert not (tmp_path / "bad").exists()  # nothing half-written on failure
+
+
+def test_ablation_bench_trains_and_scores_both_variants(tiny_data, tiny_vae, tmp_path):
+    import yaml
+
+    from mvgen.ablation import run_ablation
+
+    base = tmp_path / "base.yaml"
+    cfg = _cfg(tiny_data, tiny_vae, tmp_path / "unused", steps=1)
+    base.write_text(yaml.safe_dump({k: v for k, v in cfg.__dict__.items()}))
+    rows = run_ablation(str(base), tmp_path / "abl", steps=1, variants=["proxy", "full"], eval_limit=2, eval_steps=1)
+    assert [r["attention_type"] for r in rows] == ["proxy", "full"]
+    assert rows[0]["params"] != rows[1]["params"]  # really two different architectures
+    assert all(0 <= r["retrieval_top1"] <= 1 and r["s_per_step"] > 0 for r in rows)
+    assert (tmp_path / "abl" / "loss_curves.png").is_file()
