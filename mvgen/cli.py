@@ -11,6 +11,10 @@ import sys
 import traceback
 from importlib.metadata import entry_points
 
+# Idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning threads of torch and numba starve
+# each other (measured 10x slower fits). Must be set before torch loads; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvgen", description="Text prompt -> multiview images -> 3D Gaussian asset.")

@@ -33,7 +33,7 @@ def grid(rows: list[list], labels: list[str] | None = None, col_labels: list[str
     for i, r in enumerate(rows):
         y = top + pad + i * (H + pad)
         if labels:
-            draw.text((4, y + H // 2 - 6), labels[i][:36], fill=(0, 0, 0))
+            draw.text((4, y + H // 2 - 6), labels[i][:48], fill=(0, 0, 0))
         for j, im in enumerate(r):
             sheet.paste(Image.fromarray(im), (left + pad + j * (W + pad), y))
     for j, s in enumerate(col_labels or []):
