@@ -256,13 +256,11 @@ def _sample_grid(out, step, model, ema, vae, scheduler, tokenizer, text_encoder,
 def register(sub) -> None:
     p = sub.add_parser("train", help="train the PT-DiT multiview model (accelerate)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", default="configs/train_tiny.yaml", help="YAML with TrainConfig fields")
-    p.add_argument("--data", help="dataset folder (overrides the config)")
-    p.add_argument("--out", help="run folder (overrides the config)")
+    from mvgen.trainutil import add_run_arguments
+
+    add_run_arguments(p, TrainConfig, "configs/train_tiny.yaml")
     p.add_argument("--vae", help="AutoencoderKL folder (overrides the config)")
-    p.add_argument("--steps", type=int, help="total steps (overrides the config)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in this invocation")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.set_defaults(func=_run)
 
 

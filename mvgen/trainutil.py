@@ -33,6 +33,15 @@ def load_config(cls, path: str | os.PathLike | None, **overrides):
     return cls(**values)
 
 
+def add_run_arguments(p, config_cls, default_config: str) -> None:
+    """The arguments every trainer shares: a YAML config of ``config_cls`` fields, overrides, --resume."""
+    p.add_argument("--config", default=default_config, help=f"YAML with {config_cls.__name__} fields")
+    p.add_argument("--data", help="dataset folder (overrides the config)")
+    p.add_argument("--out", help="run folder (overrides the config)")
+    p.add_argument("--steps", type=int, help="total optimisation steps (overrides the config)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+
+
 def dump_config(cfg, path: str | os.PathLike) -> None:
     import yaml
 

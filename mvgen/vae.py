@@ -23,7 +23,7 @@ class VAETrainConfig:
     block_out_channels: tuple = (32, 64, 128, 128)  # 4 levels -> 8x downsampling
     layers_per_block: int = 1
     latent_channels: int = 8  # more channels = higher fidelity, harder diffusion; 8 at f=8 keeps >= 32 dB here
-    steps: int = 2000
+    steps: int = 6000
     batch_size: int = 12
     lr: float = 4e-4
     kl_weight: float = 1e-6  # tiny KL: a near-deterministic autoencoder, scaled latents still ~unit variance
@@ -179,12 +179,10 @@ def finish(vae, cfg: VAETrainConfig, train: torch.Tensor) -> Path:
 def register(sub) -> None:
     p = sub.add_parser("train-vae", help="train the AutoencoderKL on dataset renders",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", default="configs/vae.yaml", help="YAML with VAETrainConfig fields")
-    p.add_argument("--data", help="dataset folder (overrides the config)")
-    p.add_argument("--out", help="run folder (overrides the config)")
-    p.add_argument("--steps", type=int, help="total optimisation steps (overrides the config)")
+    from mvgen.trainutil import add_run_arguments
+
+    add_run_arguments(p, VAETrainConfig, "configs/vae.yaml")
     p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.set_defaults(func=_run)
 
 
