@@ -71,22 +71,26 @@ def generate_to_folder(pipe, prompt: str, out: Path, *, views: int = 8, elevatio
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    t0 = time.time()
-    res = pipe(prompt, cameras=cameras, num_views=views, elevation=elevation, num_inference_steps=steps,
-               guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
-               callback_on_step_end=callback)
-    t_gen = time.time() - t0
-    images = res.images[0]
-    write_views(tmp, images, res.cameras)
-    azim = _azimuths(res.cameras)
-    save_png(grid([list(images)], col_labels=[f"az {a:.0f}" for a in azim]), tmp / "grid.png")
-    manifest = {
-        "prompt": prompt, "seed": seed, "views": len(images), "elevation": elevation, "steps": steps,
-        "guidance": guidance, "model": str(model_path) if model_path else None,
-        "model_hash": model_hash(model_path) if model_path else None, "image_size": int(images.shape[1]),
-        "seconds": {"generate": round(t_gen, 3)}, "azimuths_deg": azim,
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    try:
+        t0 = time.time()
+        res = pipe(prompt, cameras=cameras, num_views=views, elevation=elevation, num_inference_steps=steps,
+                   guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
+                   callback_on_step_end=callback)
+        t_gen = time.time() - t0
+        images = res.images[0]
+        write_views(tmp, images, res.cameras)
+        azim = _azimuths(res.cameras)
+        save_png(grid([list(images)], col_labels=[f"az {a:.0f}" for a in azim]), tmp / "grid.png")
+        manifest = {
+            "prompt": prompt, "seed": seed, "views": len(images), "elevation": elevation, "steps": steps,
+            "guidance": guidance, "model": str(model_path) if model_path else None,
+            "model_hash": model_hash(model_path) if model_path else None, "image_size": int(images.shape[1]),
+            "seconds": {"generate": round(t_gen, 3)}, "azimuths_deg": azim,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
+        raise
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

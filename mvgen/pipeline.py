@@ -80,6 +80,8 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
                 bad = sorted(files & {".bin", ".pt", ".pth", ".ckpt", ".pkl"})
                 raise FileNotFoundError(f"model folder {folder}: {sub}/ has no safetensors weights"
                                         + (f" (found {bad}; pickled weights are refused)" if bad else ""))
+        import mvgen.models.ptdit  # noqa: F401  (diffusers only loads custom classes from imported modules)
+
         kwargs.setdefault("use_safetensors", True)
         kwargs.setdefault("torch_dtype", torch.float32)  # shipped weights may be stored in bf16
         try:

@@ -92,3 +92,16 @@ def test_missing_or_pickled_model_folder(tiny_pipeline, tmp_path):
         f.rename(f.with_suffix(".bin"))
     with pytest.raises(FileNotFoundError, match="pickled weights are refused"):
         PTDiTMultiViewPipeline.from_pretrained(tmp_path / "pipe")
+
+
+def test_saved_pipeline_loads_in_a_fresh_process(tiny_pipeline, tmp_path):
+    """diffusers only finds our transformer class if its module is imported: from_pretrained must do it."""
+    import subprocess
+    import sys
+
+    tiny_pipeline.save_pretrained(tmp_path / "pipe")
+    code = ("from mvgen.pipeline import PTDiTMultiViewPipeline as P; "
+            f"p = P.from_pretrained(r'{tmp_path / 'pipe'}'); print(type(p.transformer).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("PTDiTTransformer3DModel")

@@ -82,7 +82,7 @@ def test_generate_command_writes_all_files(tiny_data, tiny_vae, tmp_path):
     assert main(["generate", "", "--out", str(tmp_path / "bad"), "--model", str(final)]) == 2
     assert main(["generate", "a red mug", "--views", "40", "--out", str(tmp_path / "bad"), "--model", str(final)]) == 2
     assert main(["generate", "a red mug", "--out", str(tmp_path / "bad"), "--model", str(tmp_path / "nope")]) == 2
-    assert not (tmp_path / "bad").exists()  # nothing half-written on failure
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".bad", "bad"))]  # nothing half-written
 
 
 def test_ablation_bench_trains_and_scores_both_variants(tiny_data, tiny_vae, tmp_path):

@@ -1,0 +1,142 @@
+"""The Gradio app: built without launching, its handlers called directly, and its API from gradio_client."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from tests.ui.conftest import zip_folder
+from ui.app import build_app
+from ui.handlers import REPORT_KEYS
+
+
+class Recorder:
+    """Stands in for gr.Progress: records (fraction, desc)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fraction, desc=None):
+        self.calls.append((fraction, desc))
+
+
+class FakeRequest:
+    def __init__(self, session_hash):
+        self.session_hash = session_hash
+
+
+def test_build_app_without_launching_and_without_a_model(tmp_path, fast_config):
+    demo = build_app(tmp_path / "no-model", fast_config, workdir=tmp_path / "app")
+    assert isinstance(demo, gr.Blocks) and demo.mvgen.root == (tmp_path / "app").resolve()
+    config = demo.get_config_file()
+    names = {d.get("api_name") for d in config["dependencies"]}
+    assert {"generate", "evaluate", "random_seed"} <= names
+    banner = next(c for c in config["components"] if c["props"].get("elem_id") == "model-status")
+    assert banner["props"]["visible"] and "model not found at" in banner["props"]["value"]
+    assert "see README" in banner["props"]["value"]
+    with pytest.raises(gr.Error, match="model not found at"):
+        demo.mvgen.handlers.generate("a red mug", 2, 20, 0, 2, 3.0, 20)
+    assert demo._queue.max_size == fast_config.max_queue
+    limits = {fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id == "compute"}
+    assert limits == {fast_config.concurrency_limit}
+    assert sum(fn.concurrency_id == "compute" for fn in demo.fns.values()) == 3  # button, Enter, evaluate
+
+
+def test_handlers_generate_report(served_app):
+    demo, _ = served_app
+    h = demo.mvgen.handlers
+    progress = Recorder()
+    out = h.generate("a red mug", 2, 20, 1, 2, 3.0, 20, request=FakeRequest("s1"), progress=progress)
+    assert set(out) == set(REPORT_KEYS)
+    assert [c for _, c in out["gallery"]] == ["view 0 · az 0° · el 20°", "view 1 · az 180° · el 20°"]
+    assert out["splat"].endswith("viewer.ply") and out["mesh"].endswith("scene.glb") and out["video"].endswith(".mp4")
+    lp = next(c for c in out["table"].columns if c.startswith("LPIPS ("))
+    assert list(out["table"]["view"]) == ["1", "mean"] and lp[7:-1] in out["summary"]
+    assert list(out["plot"].columns) == ["view", "PSNR dB"] and out["heatmaps"].endswith("heatmaps.png")
+    names = sorted(n.rsplit("/", 1)[1] for n in out["files"])
+    assert names == sorted(["views.zip", "transforms.json", "manifest.json", "scene.ply", "scene.splat",
+                            "scene.glb", "scene.mp4", "scene.gif", "scene_camera_path.json", "metrics.json",
+                            "heatmaps.png"])
+    run_dir = h.folders.session_dir("s1")
+    assert all(n.startswith(str(run_dir)) for n in out["files"])  # per-session folder under the app root
+    assert progress.calls[-1][0] == 1.0 and "fitting Gaussians" in " ".join(d for _, d in progress.calls)
+
+
+def test_handlers_stop_after_views_and_bad_input(served_app):
+    demo, _ = served_app
+    h = demo.mvgen.handlers
+    out = h.generate("a blue vase", 2, 20, 0, 1, 3.0, 20, True, request=FakeRequest("s2"))
+    assert out["splat"] is None and out["table"] is None and len(out["gallery"]) == 2
+    assert "stopped after the views" in out["summary"]
+    for args, match in [(("", 2, 20, 0, 2, 3.0, 20), "prompt is empty"), (("a mug", 99, 20, 0, 2, 3.0, 20), "views"),
+                        (("a mug", 2, 20, 0, 2, 3.0, -5), "recon_steps"),
+                        (("red " * 70, 2, 20, 0, 1, 3, 20), "tokens")]:
+        with pytest.raises(gr.Error, match=match):
+            h.generate(*args, request=FakeRequest("s2"))
+    with pytest.raises(gr.Error, match="choose a .zip"):
+        h.evaluate_zip(None, 20)
+
+
+def test_handlers_evaluate_zip(served_app, views_zip, tmp_path):
+    demo, _ = served_app
+    h = demo.mvgen.handlers
+    out = h.evaluate_zip(str(views_zip), 20, request=FakeRequest("s3"))
+    assert len(out["gallery"]) == 4 and list(out["table"]["view"]) == ["1", "3", "mean"]
+    assert out["video"].endswith("scene.mp4") and "fitted on views 0, 2" in out["summary"]
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../../escape.png", "x")
+        z.writestr("transforms.json", "{}")
+    with pytest.raises(gr.Error, match="leaves the folder"):
+        h.evaluate_zip(str(evil), 20, request=FakeRequest("s3"))
+    assert len(list(h.folders.session_dir("s3").glob("*/upload"))) == 1  # the refused upload left nothing
+
+
+def test_only_the_app_folder_is_served(served_app, tiny_model):
+    import urllib.error
+    import urllib.request
+
+    demo, url = served_app
+    for path in ("/etc/passwd", str(tiny_model / "model_index.json"), str(demo.mvgen.root / ".." / "x")):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=10)
+        assert e.value.code == 403
+
+
+def test_gradio_client_api(served_app, posed_views, views_zip, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    _, url = served_app
+    client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
+    api = client.view_api(return_format="dict", print_info=False)
+    assert {"/generate", "/evaluate", "/random_seed"} <= set(api["named_endpoints"])
+    res = client.predict(prompt="a red mug", views=2, elevation=20, seed=3, steps=2, guidance=3.0, recon_steps=20,
+                         stop_after_views=False, api_name="/generate")  # as in the README's example
+    out = dict(zip(REPORT_KEYS, res))
+    assert len(out["gallery"]) == 2 and out["splat"].endswith(".ply") and out["mesh"].endswith(".glb")
+    assert out["video"].endswith(".mp4") and Path(out["video"]).stat().st_size > 0 and "PSNR" in out["summary"]
+    assert out["table"]["headers"][:4] == ["view", "azimuth °", "elevation °", "PSNR dB"]
+    assert {p.rsplit("/", 1)[1] for p in out["files"]} >= {"scene.ply", "metrics.json", "views.zip"}
+    metrics = json.loads(open(next(p for p in out["files"] if p.endswith("metrics.json"))).read())
+    assert metrics["views"] == [1] and "lpips_impl" in metrics
+    # bad transforms.json and a bad zip: clear errors, and the app keeps serving
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "transforms.json").write_text(json.dumps({"frames": [{"file_path": "a.png", "transform_matrix": [[1]]}]}))
+    (bad / "a.png").write_bytes((posed_views / "views" / "000.png").read_bytes())
+    with pytest.raises(AppError, match=r"transform_matrix must be 4x4"):
+        client.predict(handle_file(str(zip_folder(bad, tmp_path / "bad.zip"))), 20, api_name="/evaluate")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip at all")
+    with pytest.raises(AppError, match="not a readable zip"):
+        client.predict(handle_file(str(tmp_path / "junk.zip")), 20, api_name="/evaluate")
+    with pytest.raises(AppError, match="prompt is empty"):
+        client.predict("  ", 2, 20, 3, 2, 3.0, 20, False, api_name="/generate")
+    seed = client.predict(api_name="/random_seed")
+    assert isinstance(seed, (int, float)) and 0 <= seed < 2**31
+    res = client.predict("a red mug", 2, 20, 3, 1, 3.0, 20, True, api_name="/generate")
+    assert len(res[0]) == 2  # still serving after the errors
+    good = client.predict(upload=handle_file(str(views_zip)), recon_steps=20, api_name="/evaluate")
+    assert "fitted on views 0, 2" in good[REPORT_KEYS.index("summary")]

@@ -1,0 +1,97 @@
+"""The app in a real headless chromium (Debian's, driven by Playwright): prompt -> every output appears; a bad
+upload shows a clear error and the page keeps working. Saves a screenshot (also to logs/ui_screenshot.png)."""
+
+import shutil
+
+import pytest
+
+from ui.browser import chromium_path, launch_chromium
+from ui.settings import REPO
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (run `make browser`)")]
+
+TIMEOUT_MS = 120_000
+
+
+def _wait_report(page, prefix: str) -> None:
+    """Wait until every output of a report is on the page: views, both 3D canvases, the video, the metrics."""
+    from playwright.sync_api import expect
+
+    page.locator(f"#{prefix}-gallery img").first.wait_for(state="visible", timeout=TIMEOUT_MS)
+    expect(page.locator(f"#{prefix}-table")).to_contain_text("mean", timeout=TIMEOUT_MS)
+    page.locator(f"#{prefix}-video video").wait_for(state="visible", timeout=TIMEOUT_MS)
+    page.locator(f"#{prefix}-heatmaps img").wait_for(state="visible", timeout=TIMEOUT_MS)
+    for viewer in ("splat", "mesh"):
+        canvas = page.locator(f"#{prefix}-{viewer} canvas")
+        canvas.wait_for(state="visible", timeout=TIMEOUT_MS)
+        _wait_drawn(page, canvas)
+
+
+def _wait_drawn(page, canvas, timeout_s: float = 60.0) -> None:
+    """Wait until a WebGL canvas shows more than one colour (the model was drawn, not just the clear colour)."""
+    import io
+    import time
+
+    from PIL import Image
+
+    t0 = time.time()
+    while True:
+        with Image.open(io.BytesIO(canvas.screenshot())) as im:
+            colours = im.convert("RGB").getcolors(maxcolors=1 << 16)
+        if colours is None or len(colours) > 8:
+            return
+        if time.time() - t0 > timeout_s:
+            raise AssertionError(f"the 3D viewer stayed blank for {timeout_s:.0f} s ({len(colours)} colours)")
+        page.wait_for_timeout(500)
+
+
+def test_browser_generate_and_bad_upload(served_app, views_zip, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    _, url = served_app
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        try:
+            page.locator("#prompt textarea").fill("a red mug")
+            page.locator("#generate-button").click()
+            _wait_report(page, "gen")
+
+            assert page.locator("#gen-gallery img").count() >= 2
+            table = page.locator("#gen-table").inner_text()
+            assert "PSNR dB" in table and "LPIPS (" in table
+            assert "LPIPS (" in page.locator("#gen-summary").inner_text()
+            src = page.locator("#gen-video video").get_attribute("src")
+            assert src and ".mp4" in src
+            hrefs = page.locator("#gen-files a").evaluate_all("links => links.map(a => a.href)")
+            names = {h.rsplit("/", 1)[-1] for h in hrefs}
+            assert {"scene.ply", "scene.splat", "scene.glb", "scene.mp4", "views.zip", "metrics.json"} <= names
+            shot = tmp_path / "ui_screenshot.png"
+            page.screenshot(path=str(shot), full_page=True)
+            (REPO / "logs").mkdir(exist_ok=True)
+            shutil.copy(shot, REPO / "logs" / "ui_screenshot.png")
+
+            # "Evaluate your own views": a file that is not a zip -> clear error; then a good zip still works.
+            # A fresh page: SwiftShader redraws the two 3D viewers on the CPU all the time, starving the server.
+            page.goto(url)
+            page.get_by_role("tab", name="Evaluate your own views").click()
+            junk = tmp_path / "junk.zip"
+            junk.write_bytes(b"this is not a zip")
+            page.locator("#upload input[type=file]").set_input_files(str(junk))
+            page.locator("#evaluate-button").click()
+            page.get_by_text("not a readable zip").first.wait_for(state="visible", timeout=TIMEOUT_MS)
+            page.locator("#upload").get_by_role("button", name="Clear").first.click()
+            page.locator("#upload input[type=file]").set_input_files(str(views_zip))
+            page.locator("#evaluate-button").click()
+            _wait_report(page, "eval")
+            assert "fitted on views 0, 2" in page.locator("#eval-summary").inner_text()
+        except Exception:  # keep what the page showed, then fail as before
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
+            raise
+        browser.close()
+    assert not errors, errors

@@ -1,0 +1,192 @@
+"""The headless stages (ui.run) and `mvgen run` on a tiny locally built model."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import trimesh
+from PIL import Image
+
+from mvgen.cli import main
+from ui.cli import summary_table
+from ui.run import StageProgress, run_prompt, run_views
+from ui.settings import check_run_settings
+
+EXPORTS = {"ply", "viewer_ply", "splat", "glb", "mp4", "gif", "camera_path", "metrics", "heatmaps"}
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model):
+    from ui.run import load_model
+
+    return load_model(tiny_model)[0]
+
+
+@pytest.fixture(scope="module")
+def full_run(pipe, tiny_model, fast_config, tmp_path_factory):
+    log = []
+    settings = check_run_settings(fast_config, 2, 20, 2, 3.0, 0, 20)
+    out = tmp_path_factory.mktemp("run") / "r"
+    result = run_prompt(pipe, "a red mug", out, fast_config, settings, tiny_model,
+                        sink=lambda f, d: log.append((f, d)))
+    return result, log
+
+
+def test_run_prompt_writes_every_file(full_run):
+    result, _ = full_run
+    out = result.folder
+    assert set(result.files) == EXPORTS | {"views_zip", "transforms", "manifest", "grid"}
+    assert all(p.is_file() and p.parent == out for p in result.files.values())
+    assert not any(p.name.startswith(".") for p in out.parent.iterdir())  # temp folders renamed / removed
+    with Image.open(out / "views" / "000.png") as im:
+        assert im.mode == "RGBA" and im.size == (32, 32)
+    with zipfile.ZipFile(result.files["views_zip"]) as z:
+        assert sorted(z.namelist()) == ["manifest.json", "transforms.json", "views/000.png", "views/001.png"]
+    assert isinstance(trimesh.load(result.files["glb"]), trimesh.Scene)
+    assert result.files["mp4"].stat().st_size > 0 and result.files["ply"].read_bytes().startswith(b"ply")
+    m = json.loads(result.files["metrics"].read_text())
+    assert set(m) == set(result.metrics) - {"seconds_total"} and m["psnr"] == result.metrics["psnr"]
+    assert m["protocol"] == "holdout every-2" and m["views"] == [1] and m["fit_views"] == [0]
+    assert len(m["psnr_per_view"]) == len(m["ssim_per_view"]) == len(m["lpips_per_view"]) == 1
+    assert m["lpips_impl"] in ("lpips-alex-v0.1", "stlpips-alex-shift-tolerant")
+    assert m["view_angles"] == [[180.0, 20.0]] and m["files"]["glb"] == "scene.glb"
+    assert [p.name for p, _ in result.heatmaps] == ["view_001.png"] and result.heatmaps[0][0].is_file()
+    with Image.open(result.files["heatmaps"]) as sheet:  # one labelled row per held-out view, enlarged to 128 px
+        assert sheet.height >= 128 and sheet.width > 3 * 128
+    assert [c for _, c in result.views] == ["view 0 · az 0° · el 20°", "view 1 · az 180° · el 20°"]
+    assert set(result.seconds) == {"generate", "fit", "evaluate", "export", "total"}
+
+
+def test_progress_is_monotonic_and_covers_every_stage(full_run):
+    _, log = full_run
+    fractions = [f for f, _ in log]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    descs = " ".join(d for _, d in log)
+    for word in ("generating views: step 2/2", "fitting Gaussians", "mesh", "orbit video", "done"):
+        assert word in descs
+
+
+def _covariances(g):
+    import torch
+
+    w, x, y, z = torch.nn.functional.normalize(g.quats, dim=-1).unbind(-1)
+    R = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
+    S = torch.diag_embed(torch.exp(g.scales))
+    return R @ S @ S @ R.transpose(1, 2)
+
+
+def test_splat_viewer_gaussians_are_the_same_object_turned_upright():
+    import torch
+
+    from reconstruction.gaussians import Gaussians
+    from ui.run import splat_viewer_gaussians
+
+    torch.manual_seed(0)
+    n = 50
+    g = Gaussians(torch.randn(n, 3), torch.randn(n, 4), torch.randn(n, 3) * 0.3, torch.randn(n), torch.randn(n, 1, 3),
+                  torch.randn(n, 3, 3), sh_degree=1)
+    v = splat_viewer_gaussians(g)
+    R = torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+    assert torch.allclose(v.means, g.means @ R.T)
+    assert torch.allclose(splat_viewer_gaussians(Gaussians(torch.tensor([[0.0, 0, 1]]), *(t[:1] for t in (
+        g.quats, g.scales, g.opacities, g.sh0, g.shN)))).means, torch.tensor([[0.0, -1, 0]]))  # up -> -Y
+    assert torch.allclose(_covariances(v), R @ _covariances(g) @ R.T, atol=1e-5)  # shapes turn with the points
+    assert v.shN.shape == (n, 0, 3) and torch.equal(v.sh0, g.sh0) and torch.equal(v.opacities, g.opacities)
+
+
+def test_stage_progress_weights():
+    seen = []
+    p = StageProgress(lambda f, d: seen.append(f), ["fit", "export"])
+    p("fit", 0.5, "")
+    p("export", 2.0, "")  # clamped
+    p("export", 0.0, "")
+    assert seen[1] == pytest.approx(1.0) and 0 < seen[0] < seen[2] < 1
+
+
+def test_stop_after_views_writes_only_views(pipe, tiny_model, fast_config, tmp_path):
+    settings = check_run_settings(fast_config, 3, 10, 1, 1.0, 5, 20)
+    result = run_prompt(pipe, "a blue vase", tmp_path / "v", fast_config, settings, tiny_model, stop_after_views=True)
+    assert result.metrics is None and set(result.files) == {"views_zip", "transforms", "manifest", "grid"}
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["grid.png", "manifest.json", "transforms.json",
+                                                                 "views", "views.zip"]
+    assert json.loads(result.files["manifest"].read_text())["seed"] == 5
+
+
+def test_run_views_on_a_users_folder(posed_views, fast_config, tmp_path):
+    result = run_views(posed_views, tmp_path / "e", fast_config, 20)
+    m = result.metrics
+    assert m["views"] == [1, 3] and m["fit_views"] == [0, 2] and m["view_files"] == ["001.png", "003.png"]
+    assert EXPORTS - {"glb"} <= set(result.files)
+    assert len(result.views) == 4 and result.views[0][0].parent == posed_views / "views"
+
+
+def test_run_views_refuses_too_many_or_too_small_views(posed_views, fast_config, tmp_path):
+    from mvgen.data.captions import parse_caption
+    from mvgen.data.generate import DatasetConfig, make_object
+
+    with pytest.raises(ValueError, match="4 views; the limit is 3"):
+        run_views(posed_views, tmp_path / "a", fast_config.with_overrides(max_upload_views=3))
+    make_object(tmp_path, "tiny", parse_caption("a red mug"), DatasetConfig(views=2, resolution=16, supersample=1))
+    with pytest.raises(ValueError, match="views are 16x16; at least 32 px"):  # LPIPS needs 32 px
+        run_views(tmp_path / "tiny", tmp_path / "b", fast_config)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_mvgen_run_cli_single_batch_and_bad_input(tiny_model, fast_config, tmp_path, capsys):
+    cfg = tmp_path / "app.yaml"
+    cfg.write_text(json.dumps({k: v for k, v in fast_config.to_dict().items()}))  # JSON is YAML
+    out = tmp_path / "r"
+    common = ["--model", str(tiny_model), "--config", str(cfg), "--views", "2", "--steps", "1"]
+    assert main(["run", "a red mug", "--out", str(out), *common]) == 0
+    assert {"scene.ply", "scene.splat", "scene.glb", "scene.mp4", "metrics.json", "views.zip"} <= \
+        {p.name for p in out.iterdir()}
+    assert "PSNR" in capsys.readouterr().out
+    # an earlier run is replaced (by the real console command: a fresh process loads the saved model too)
+    subprocess.run([str(Path(sys.executable).with_name("mvgen")), "run", "a red mug", "--out", str(out),
+                    "--views-only", *common], check=True, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert not (out / "scene.ply").exists() and (out / "views.zip").is_file()
+    # a folder that is not a run is refused
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["run", "a red mug", "--out", str(tmp_path / "mine"), *common]) == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert "not an earlier `mvgen run` output" in capsys.readouterr().err
+    for bad in (["", "--out", str(tmp_path / "x")], ["a mug", "--out", str(tmp_path / "x"), "--views", "99"],
+                ["a mug", "--out", str(tmp_path / "x"), "--model", str(tmp_path / "nope")]):
+        assert main(["run", *bad, *(common[2:4] if "--model" in bad else common[:4])]) == 2
+    err = capsys.readouterr().err
+    assert "prompt is empty" in err and "views must be in 2..32" in err and "model not found at" in err
+    # batch: prompts are checked before any work; one folder per prompt, a summary table; a prompt the text
+    # encoder refuses (> 64 tokens) becomes an error row and the exit code is 1
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("# two mugs\na red mug\n\n" + "word " * 80 + "\n")
+    assert main(["run", "--prompts", str(prompts), "--out", str(tmp_path / "b"), "--views-only", *common]) == 2
+    assert "prompt is 399 characters" in capsys.readouterr().err
+    prompts.write_text("a red mug\n" + "red " * 70 + "\na blue vase\n")
+    assert main(["run", "--prompts", str(prompts), "--out", str(tmp_path / "b"), "--views-only", *common]) == 1
+    rows = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert [r["prompt"] for r in rows] == ["a red mug", "red " * 69 + "red", "a blue vase"]
+    assert "tokens" in rows[1]["error"] and "error" not in rows[2]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["000_a_red_mug", "002_a_blue_vase", "summary.json"]
+    table = capsys.readouterr().out
+    assert "| a blue vase | 2 |" in table and "| error: prompt:" in table
+
+def test_summary_table_shows_errors_and_lpips_impl():
+    rows = [{"prompt": "a", "folder": "/x/000_a", "views": 2, "psnr": 20.0, "ssim": 0.5, "lpips": 0.1,
+             "lpips_impl": "stlpips-alex-shift-tolerant", "gaussians": 10, "seconds": {"total": 1.0}},
+            {"prompt": "b", "error": "prompt: 70 tokens"}]
+    table = summary_table(rows)
+    assert "LPIPS (stlpips-alex-shift-tolerant)" in table and "| b | error: prompt: 70 tokens |" in table
+
+
+def test_run_module_does_not_import_gradio():
+    code = "import sys, ui.run, ui.cli, ui.bench, ui.uploads, ui.sessions; print('gradio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

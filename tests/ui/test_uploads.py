@@ -1,0 +1,146 @@
+"""Safe zip extraction, settings validation and session folders (no model, no gradio)."""
+
+import json
+import os
+import stat
+import time
+import zipfile
+
+import pytest
+
+from tests.ui.conftest import zip_folder
+from ui.sessions import SessionFolders
+from ui.settings import AppConfig, check_prompt, check_run_settings
+from ui.uploads import UploadError, extract_zip, find_views_folder, unpack_views
+
+
+def _zip(path, members: dict):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_good_zip_unpacks_to_the_transforms_folder(views_zip, tmp_path):
+    folder = unpack_views(views_zip, tmp_path / "x")
+    assert folder == (tmp_path / "x" / "mug").resolve()
+    assert (folder / "transforms.json").is_file() and len(list((folder / "views").glob("*.png"))) == 4
+
+
+def test_zip_without_folder_prefix_also_works(posed_views, tmp_path):
+    z = zip_folder(posed_views, tmp_path / "flat.zip")
+    assert unpack_views(z, tmp_path / "x") == (tmp_path / "x").resolve()
+
+
+@pytest.mark.parametrize("name, match", [("../evil.png", r"leaves the folder"), ("a/../../evil.png", r"leaves"),
+                                         ("/etc/evil.png", "absolute path"), ("C:/evil.png", "absolute path")])
+def test_path_traversal_is_refused_and_nothing_is_left(tmp_path, name, match):
+    z = _zip(tmp_path / "bad.zip", {"transforms.json": "{}", name: b"x"})
+    with pytest.raises(UploadError, match=match):
+        unpack_views(z, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists() and not (tmp_path / "evil.png").exists()
+
+
+def test_symlink_member_is_refused(tmp_path):
+    info = zipfile.ZipInfo("link.png")
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(tmp_path / "l.zip", "w") as z:
+        z.writestr(info, "/etc/passwd")
+    with pytest.raises(UploadError, match="symbolic link"):
+        extract_zip(tmp_path / "l.zip", tmp_path / "dest")
+
+
+def test_limits_on_files_and_extracted_size(tmp_path):
+    many = _zip(tmp_path / "many.zip", {f"{i}.png": b"x" for i in range(11)})
+    with pytest.raises(UploadError, match="11 entries; the limit is 10"):
+        extract_zip(many, tmp_path / "d1", max_files=10)
+    bomb = _zip(tmp_path / "bomb.zip", {"big.png": b"\0" * (3 << 20)})  # compresses to a few kB
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(UploadError, match="once extracted"):
+        extract_zip(bomb, tmp_path / "d2", max_bytes=1 << 20)
+    with pytest.raises(UploadError, match="the limit is 0 MB"):
+        unpack_views(bomb, tmp_path / "d3", max_zip_bytes=1000)
+
+
+def test_lying_size_header_is_caught_while_extracting(tmp_path):
+    z = _zip(tmp_path / "lie.zip", {"big.png": b"\0" * (2 << 20)})
+    data = bytearray(z.read_bytes())
+    # Patch the declared uncompressed size in the central directory to 10 bytes; the real data is 2 MB.
+    cd = data.rfind(b"PK\x01\x02")
+    data[cd + 24:cd + 28] = (10).to_bytes(4, "little")
+    (tmp_path / "lie2.zip").write_bytes(bytes(data))
+    with pytest.raises(UploadError):
+        extract_zip(tmp_path / "lie2.zip", tmp_path / "d", max_bytes=1 << 20)
+
+
+def test_not_a_zip_and_corrupt_member(tmp_path):
+    (tmp_path / "no.zip").write_text("hello")
+    with pytest.raises(UploadError, match="not a readable zip"):
+        unpack_views(tmp_path / "no.zip", tmp_path / "d")
+    z = _zip(tmp_path / "c.zip", {"a.png": os.urandom(5000)})
+    data = bytearray(z.read_bytes())
+    data[100:120] = bytes(255 - b for b in data[100:120])  # inside the member's data: CRC no longer matches
+    (tmp_path / "c2.zip").write_bytes(bytes(data))
+    with pytest.raises(UploadError, match="corrupt"):
+        extract_zip(tmp_path / "c2.zip", tmp_path / "d2")
+
+
+def test_transforms_problems_are_named(tmp_path):
+    cases = {
+        "none": ({"a.png": b"x"}, "no transforms.json"),
+        "two": ({"a/transforms.json": "{}", "b/transforms.json": "{}"}, "several folders"),
+        "json": ({"transforms.json": "{not json"}, "not valid JSON"),
+        "frames": ({"transforms.json": json.dumps({"frames": []})}, "non-empty 'frames'"),
+        "escape": ({"transforms.json": json.dumps({"frames": [{"file_path": "../../../etc/passwd"}]})},
+                   r"frames\[0\].file_path '../../../etc/passwd' points outside"),
+    }
+    for name, (members, match) in cases.items():
+        with pytest.raises(UploadError, match=match):
+            unpack_views(_zip(tmp_path / f"{name}.zip", members), tmp_path / name)
+
+
+def test_only_allowed_file_types_are_written(tmp_path):
+    z = _zip(tmp_path / "m.zip", {"transforms.json": "{}", "run.sh": "rm -rf /", "__MACOSX/._a.png": "x",
+                                  ".hidden.png": "x", "v/a.PNG": "x"})
+    written = extract_zip(z, tmp_path / "d")
+    names = sorted(p.relative_to((tmp_path / "d").resolve()).as_posix() for p in written)
+    assert names == ["transforms.json", "v/a.PNG"]
+
+
+def test_settings_validation_names_the_field():
+    cfg = AppConfig.from_yaml()
+    ok = check_run_settings(cfg, 8.0, 20, 20, 3, 7, 1500)
+    assert ok["views"] == 8 and isinstance(ok["views"], int)
+    for args, field in [((3, 20, 20, 3, 0, 10), "views"), ((8, float("nan"), 20, 3, 0, 10), "elevation"),
+                        ((8, 20, 0, 3, 0, 10), "steps"), ((8, 20, 20, -1, 0, 10), "guidance"),
+                        ((8, 20, 20, 3, 1.5, 10), "seed"), ((8, 20, 20, 3, 0, 10**6), "recon_steps"),
+                        ((True, 20, 20, 3, 0, 10), "views")]:
+        with pytest.raises(ValueError, match=field):
+            check_run_settings(cfg, *args)
+    for bad in ("", "   ", None, "x" * 301):
+        with pytest.raises(ValueError, match="prompt"):
+            check_prompt(bad)
+    assert check_prompt("  a   red mug ") == "a red mug"
+    with pytest.raises(ValueError, match="unknown field"):
+        AppConfig.from_yaml(colour="red")
+    with pytest.raises(ValueError, match="views_min"):
+        AppConfig(views_min=10, views_max=4)
+
+
+def test_session_folders_trim_sweep_and_end(tmp_path):
+    f = SessionFolders(tmp_path, max_age_s=60, runs_per_session=2)
+    runs = []
+    for _ in range(3):
+        r = f.new_run("abc", "generate")
+        r.mkdir()
+        runs.append(r)
+        time.sleep(0.01)
+    assert [r.exists() for r in runs] == [False, True, True]  # a new run removed the oldest beyond 2
+    assert f.session_dir("../../x").parent == f.sessions  # ids that are not plain tokens are hashed
+    other = f.new_run("old", "generate")
+    other.mkdir()
+    past = time.time() - 3600
+    os.utime(other.parent, (past, past))
+    assert f.sweep() == [other.parent] and not other.parent.exists() and runs[2].exists()
+    f.end("abc")
+    assert not f.session_dir("abc").exists()

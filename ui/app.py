@@ -1,0 +1,159 @@
+"""The Gradio app: "Text to 3D" (prompt -> views -> Gaussian splat, mesh, orbit video, consistency report) and
+"Evaluate your own views" (a zip of posed views -> the same report).
+
+``build_app()`` constructs the Blocks without launching; ``launch_app()`` serves it with the queue limits and
+only the app's own folder (``AppContext.root``) allowed. Every session writes under ``root/sessions/<id>/``;
+Gradio keeps its uploads and copies of outputs in ``root/gradio/`` (``GRADIO_TEMP_DIR``).
+"""
+
+import atexit
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from mvgen.data.captions import example_captions
+from mvgen.generate import default_model_path
+from ui.handlers import REPORT_KEYS, Handlers
+from ui.sessions import SessionFolders
+from ui.settings import AppConfig
+
+INTRO = """# mvgen — text to 3D
+Type what you want, get consistent views of it from every side, a 3D Gaussian splat, a mesh and an orbit video,
+and a measure of how consistent the views were: the 3D model is fitted on the even views and asked to reproduce
+the odd ones it never saw (PSNR / SSIM / LPIPS per held-out view; higher PSNR and SSIM, lower LPIPS are better)."""
+
+EVALUATE_HELP = """Upload a **.zip** of one object's posed views: `transforms.json` (NeRF / nerfstudio convention:
+`camera_angle_x` or `fl_x`/`fl_y`, `frames[].file_path`, `frames[].transform_matrix` camera-to-world, OpenGL axes)
+and its images (RGBA PNG preferred; the alpha channel is the object mask). `mvgen generate` folders, our
+dataset folders and NeRF-synthetic scenes (`transforms_train.json`) work as they are. You get the same
+reconstruction and consistency report as for generated views."""
+
+
+@dataclass
+class AppContext:
+    """What ``launch_app`` needs besides the Blocks: the config, the app folder and the handlers."""
+
+    cfg: AppConfig
+    root: Path
+    handlers: Handlers
+
+
+def _report_components(prefix: str) -> dict:
+    """The output components of one report (gallery, 3D viewers, video, metrics, heatmaps, downloads)."""
+    c = {}
+    c["summary"] = gr.Markdown(elem_id=f"{prefix}-summary")
+    c["gallery"] = gr.Gallery(label="Views (camera azimuth / elevation in the captions)", columns=4, height=300,
+                              object_fit="contain", elem_id=f"{prefix}-gallery")
+    with gr.Row():
+        c["splat"] = gr.Model3D(label="Gaussian splat (.ply)", clear_color=(1.0, 1.0, 1.0, 1.0), height=360,
+                                elem_id=f"{prefix}-splat")
+        c["mesh"] = gr.Model3D(label="Mesh (.glb)", clear_color=(1.0, 1.0, 1.0, 1.0), height=360,
+                               elem_id=f"{prefix}-mesh")
+    with gr.Row():
+        c["video"] = gr.Video(label="Novel-view orbit (rendered from the Gaussians)", autoplay=True, loop=True,
+                              height=300, elem_id=f"{prefix}-video")
+        c["plot"] = gr.BarPlot(x="view", y="PSNR dB", title="PSNR per held-out view", height=300, y_lim=[0, None],
+                               elem_id=f"{prefix}-plot")
+    c["table"] = gr.Dataframe(label="Held-out views: PSNR / SSIM / LPIPS", interactive=False,
+                              elem_id=f"{prefix}-table")
+    c["heatmaps"] = gr.Image(label="Held-out views: target | render | error heatmap", type="filepath",
+                             interactive=False, elem_id=f"{prefix}-heatmaps")
+    c["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id=f"{prefix}-files")
+    return c
+
+
+def build_app(model_path=None, config: AppConfig | None = None, workdir=None) -> gr.Blocks:
+    """The app, not launched. ``model_path``: pipeline folder (default: the shipped model, ``MVGEN_MODEL``);
+    ``config``: defaults and limits (default: configs/app.yaml); ``workdir``: the app folder (default: a new
+    temporary folder, deleted at exit). The returned Blocks carries ``.mvgen`` (an ``AppContext``)."""
+    cfg = config or AppConfig.from_yaml()
+    if workdir is None:
+        root = Path(tempfile.mkdtemp(prefix="mvgen-app-"))
+        atexit.register(shutil.rmtree, root, True)
+    else:
+        root = Path(workdir).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+    # Gradio reads this when components and the server are created: uploads and its copies of our outputs stay
+    # inside the app folder, so serving that folder and nothing wider is enough.
+    os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")
+    folders = SessionFolders(root, cfg.session_max_age_minutes * 60, cfg.runs_per_session)
+    h = Handlers(cfg, model_path or default_model_path(), folders)
+    problem = h.model_status()
+
+    def on_generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views,
+                    request: gr.Request, progress=gr.Progress()):
+        out = h.generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views,
+                         request=request, progress=progress)
+        return [out[k] for k in REPORT_KEYS]
+
+    def on_evaluate(upload, recon_steps, request: gr.Request, progress=gr.Progress()):
+        out = h.evaluate_zip(upload, recon_steps, request=request, progress=progress)
+        return [out[k] for k in REPORT_KEYS]
+
+    def on_unload(request: gr.Request):
+        h.end_session(request)
+
+    max_age = int(cfg.session_max_age_minutes * 60)
+    with gr.Blocks(title="mvgen — text to 3D", delete_cache=(max(60, max_age // 4), max_age)) as demo:
+        gr.Markdown(INTRO)
+        gr.Markdown(f"⚠ **{problem}**" if problem else "", visible=bool(problem), elem_id="model-status")
+        with gr.Tabs():
+            with gr.Tab("Text to 3D", id="generate"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=300):
+                        prompt = gr.Textbox(label="Prompt", placeholder="a red mug", max_lines=2,
+                                            elem_id="prompt")
+                        gr.Examples([[c] for c in example_captions("train", cfg.prompt_examples, seed=0)],
+                                    inputs=[prompt], label="Examples (the shipped model's vocabulary)")
+                        with gr.Accordion("Advanced settings", open=False):
+                            views = gr.Slider(cfg.views_min, cfg.views_max, cfg.views, step=1, label="Views")
+                            elevation = gr.Slider(-30, 60, cfg.elevation, step=1, label="Elevation (degrees)")
+                            with gr.Row():
+                                seed = gr.Number(cfg.seed, precision=0, label="Seed", minimum=0, scale=3)
+                                dice = gr.Button("🎲 random seed", scale=1, size="sm")
+                            steps = gr.Slider(1, cfg.steps_max, cfg.steps, step=1, label="Denoising steps")
+                            guidance = gr.Slider(0, 10, cfg.guidance, step=0.5, label="Guidance scale")
+                            recon_steps = gr.Slider(1, cfg.recon_steps_max, cfg.recon_steps, step=1,
+                                                    label="Reconstruction steps")
+                        stop_after = gr.Checkbox(False, label="Stop after the views (skip the 3D stages)")
+                        run = gr.Button("Generate 3D", variant="primary", elem_id="generate-button")
+                    with gr.Column(scale=2):
+                        gen_out = _report_components("gen")
+            with gr.Tab("Evaluate your own views", id="evaluate"):
+                gr.Markdown(EVALUATE_HELP)
+                with gr.Row():
+                    upload = gr.File(label="Posed views (.zip)", file_types=[".zip"], type="filepath",
+                                     elem_id="upload")
+                    with gr.Column():
+                        eval_steps = gr.Slider(1, cfg.recon_steps_max, cfg.recon_steps, step=1,
+                                               label="Reconstruction steps")
+                        evaluate = gr.Button("Reconstruct and evaluate", variant="primary",
+                                             elem_id="evaluate-button")
+                eval_out = _report_components("eval")
+
+        dice.click(h.random_seed, None, seed, api_name="random_seed", queue=False)
+        # Generation and evaluation share one concurrency group: the CPU runs `concurrency_limit` of them at once.
+        compute = {"concurrency_id": "compute", "concurrency_limit": cfg.concurrency_limit}
+        gen_inputs = [prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after]
+        gen_outputs = [gen_out[k] for k in REPORT_KEYS]
+        run.click(on_generate, gen_inputs, gen_outputs, api_name="generate", **compute)
+        prompt.submit(on_generate, gen_inputs, gen_outputs, api_visibility="private", **compute)
+        evaluate.click(on_evaluate, [upload, eval_steps], [eval_out[k] for k in REPORT_KEYS], api_name="evaluate",
+                       **compute)
+        demo.unload(on_unload)
+    demo.queue(max_size=cfg.max_queue, default_concurrency_limit=cfg.concurrency_limit)
+    demo.mvgen = AppContext(cfg, root, h)
+    return demo
+
+
+def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, **kwargs):
+    """Serve ``demo`` (from ``build_app``): only the session folders are allowed (Gradio itself serves its own
+    folder ``root/gradio``, nothing else), uploads capped at the config's size.
+    Extra keyword arguments go to ``gr.Blocks.launch`` (e.g. ``prevent_thread_lock=True`` in tests)."""
+    ctx: AppContext = demo.mvgen
+    return demo.launch(server_name=host, server_port=port, allowed_paths=[str(ctx.root / "sessions")],
+                       max_file_size=int(ctx.cfg.max_upload_mb * 2**20), show_error=False, **kwargs)

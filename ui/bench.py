@@ -1,0 +1,146 @@
+"""`mvgen bench e2e`: seconds per stage of prompt -> views + splat + mesh + metrics with the app's default settings
+(configs/app.yaml), and seconds from `mvgen app` start until its page is interactive in headless chromium.
+
+Targets (issue 6): the whole run <= 90 s and the page interactive <= 15 s on the 2-core CPU, shipped model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("e2e", help="prompt -> views + splat + mesh + metrics: seconds per stage; app start-up",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--prompt", default="a blue vase")
+    p.add_argument("--model", help="pipeline folder (default: the shipped assets/mvgen-tiny, or MVGEN_MODEL)")
+    p.add_argument("--config", help="app defaults (default: configs/app.yaml)")
+    p.add_argument("--views", type=int, help="override the config's views")
+    p.add_argument("--steps", type=int, help="override the config's denoising steps")
+    p.add_argument("--recon-steps", type=int, help="override the config's reconstruction steps")
+    p.add_argument("--skip-launch", action="store_true", help="do not measure the app's start-up")
+    p.add_argument("--json", help="also write the results here")
+    p.set_defaults(func=run)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure_launch(model: str | None, timeout: float = 120.0) -> dict:
+    """Start `mvgen app` (as a user does: the model preloads in the background) in a subprocess; seconds until the
+    server answers and until the page is interactive (the Generate button visible and enabled in headless
+    chromium, started beforehand so its own start-up is not counted; skipped without chromium)."""
+    import contextlib
+    import urllib.error
+    import urllib.request
+
+    from ui.browser import chromium_path, launch_chromium
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = dict(os.environ, **({"MVGEN_MODEL": str(Path(model).resolve())} if model else {}))
+    with contextlib.ExitStack() as stack:
+        page = None
+        if chromium_path():
+            from playwright.sync_api import sync_playwright
+
+            browser = launch_chromium(stack.enter_context(sync_playwright()))
+            stack.callback(browser.close)
+            page = browser.new_page()
+        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="mvgen-bench-app-"))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "mvgen.cli", "app", "--port", str(port), "--workdir", work],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stack.callback(_stop, proc)
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode()[-2000:]
+                raise RuntimeError(f"`mvgen app` exited with {proc.returncode}: {err}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass  # not listening yet: poll again
+            if time.perf_counter() - t0 > timeout:
+                raise RuntimeError(f"`mvgen app` did not answer within {timeout:.0f} s")
+            time.sleep(0.1)
+        out = {"server_s": round(time.perf_counter() - t0, 2), "interactive_s": None}
+        if page is not None:
+            page.goto(url)
+            page.locator("#generate-button").wait_for(state="visible", timeout=timeout * 1000)
+            page.wait_for_function("!document.querySelector('#generate-button').disabled")
+            out["interactive_s"] = round(time.perf_counter() - t0, 2)
+        return out
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate the app we started (SIGTERM: it removes its folder), kill it if it does not stop."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run(args) -> int:
+    import torch
+
+    from mvgen.generate import default_model_path
+    from ui.run import load_model, model_problem, run_prompt
+    from ui.settings import DEFAULT_CONFIG, AppConfig, check_prompt, check_run_settings
+
+    cfg = AppConfig.from_yaml(args.config or DEFAULT_CONFIG, views_min=2, views_max=32)
+    cfg = cfg.with_overrides(views=args.views, steps=args.steps, recon_steps=args.recon_steps)
+    settings = check_run_settings(cfg, cfg.views, cfg.elevation, cfg.steps, cfg.guidance, cfg.seed, cfg.recon_steps)
+    prompt = check_prompt(args.prompt)
+    model = Path(args.model) if args.model else default_model_path()
+    problem = model_problem(model)
+    if problem:
+        raise ValueError(problem)
+
+    launch = None if args.skip_launch else measure_launch(args.model)
+    t0 = time.perf_counter()
+    pipe, model = load_model(model)
+    load_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="mvgen-bench-e2e-") as tmp:
+        result = run_prompt(pipe, prompt, Path(tmp) / "run", cfg, settings, model)
+        files = sorted(p.name for p in result.files.values())
+    m = result.metrics
+    s = result.seconds
+    rows = [("model load", load_s),
+            (f"generate ({settings['views']} views, {settings['steps']} steps)", s["generate"]),
+            (f"fit ({m['fit_steps']} steps, {m['n_gaussians']} Gaussians)", s["fit"]),
+            ("evaluate (held-out render + PSNR/SSIM/LPIPS)", s["evaluate"]),
+            ("export (heatmaps, ply, splat, glb, mp4, gif)", s["export"]),
+            ("**prompt → all files** (target ≤ 90 s)", s["total"])]
+    if launch:
+        rows.append(("`mvgen app` start → server answers", launch["server_s"]))
+        if launch["interactive_s"] is not None:
+            rows.append(("`mvgen app` start → page interactive in chromium (target ≤ 15 s)",
+                         launch["interactive_s"]))
+    print(f"model {model} · torch threads {torch.get_num_threads()} · prompt {prompt!r}")
+    print("| stage | seconds |\n|---|---|")
+    for name, sec in rows:
+        print(f"| {name} | {sec:.1f} |")
+    lp = f", LPIPS {m['lpips']:.4f} ({m['lpips_impl']})" if "lpips" in m else ""
+    print(f"\n{m['protocol']}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}{lp}; files: {', '.join(files)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": str(model), "prompt": prompt, "settings": settings,
+                                               "model_load_s": load_s, "stage_seconds": s, "launch": launch,
+                                               "metrics": {k: m[k] for k in ("psnr", "ssim", "lpips", "lpips_impl",
+                                                                              "n_gaussians") if k in m},
+                                               "files": files}, indent=2))
+    return 0

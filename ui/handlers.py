@@ -1,0 +1,180 @@
+"""What the app's buttons call: plain methods of ``Handlers`` that return dicts of output values, testable
+without a browser (pass any ``progress(fraction, desc)`` callable and ``request=None``).
+
+Bad input becomes ``gr.Error`` (the message names the field; the session keeps working); things worth knowing
+(prompt outside the shipped model's vocabulary, no mesh) become ``gr.Warning``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from mvgen.cameras import CameraError
+from ui.run import RunResult, load_model, model_problem, run_prompt, run_views
+from ui.sessions import SessionFolders
+from ui.settings import AppConfig, check_prompt, check_recon_steps, check_run_settings
+
+# Keys of the dicts returned by generate() / evaluate_zip(), in the order app.py wires its outputs.
+REPORT_KEYS = ("gallery", "splat", "mesh", "video", "summary", "table", "plot", "heatmaps", "files")
+
+
+def _session(request) -> str | None:
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def _no_progress(fraction: float, desc: str | None = None) -> None:
+    return None
+
+
+class Handlers:
+    """State shared by all sessions: the config, the (lazily loaded) pipeline and the session folders."""
+
+    def __init__(self, cfg: AppConfig, model_path: str | Path, folders: SessionFolders):
+        self.cfg = cfg
+        self.model_path = Path(model_path)
+        self.folders = folders
+        self._pipe = None
+        self._lock = threading.Lock()
+
+    # --------------------------------------------------------------------------------------------- model
+    def model_status(self) -> str | None:
+        """A message when the model folder is missing (the app still runs; generation says why it cannot)."""
+        return None if self._pipe is not None else model_problem(self.model_path)
+
+    def pipeline(self):
+        """The pipeline, loaded once (thread-safe). gr.Error when the model is missing or unreadable."""
+        with self._lock:
+            if self._pipe is None:
+                problem = model_problem(self.model_path)
+                if problem:
+                    raise gr.Error(problem)
+                try:
+                    self._pipe, _ = load_model(self.model_path)
+                except (ValueError, OSError) as e:
+                    raise gr.Error(f"cannot load the model at {self.model_path}: {e}") from None
+            return self._pipe
+
+    # ------------------------------------------------------------------------------------------- buttons
+    def random_seed(self) -> int:
+        return random.randrange(0, 2**31)
+
+    def generate(self, prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views=False,
+                 request=None, progress=None) -> dict:
+        """Prompt -> views -> Gaussians -> exports -> held-out evaluation (or only the views). Returns REPORT_KEYS."""
+        from mvgen.generate import vocabulary_warning
+
+        progress = progress or _no_progress
+        try:
+            prompt = check_prompt(prompt)
+            settings = check_run_settings(self.cfg, views, elevation, steps, guidance, seed, recon_steps)
+            if not stop_after_views:
+                self.cfg.fit_config(settings["recon_steps"])  # a broken preset fails before generating
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+        pipe = self.pipeline()
+        warn = vocabulary_warning(prompt, self.model_path)
+        if warn:
+            gr.Warning(warn)
+        out = self.folders.new_run(_session(request), "generate")
+        try:
+            result = run_prompt(pipe, prompt, out, self.cfg, settings, self.model_path, bool(stop_after_views),
+                                sink=progress)
+        except ValueError as e:  # PromptError (too many tokens), CameraError, FitError ...
+            raise gr.Error(str(e)) from None
+        return self._report(result)
+
+    def evaluate_zip(self, upload, recon_steps, request=None, progress=None) -> dict:
+        """A zip of posed views (transforms.json + images) -> reconstruction -> the same report."""
+        from ui.uploads import unpack_views
+
+        progress = progress or _no_progress
+        if upload is None:
+            raise gr.Error("upload: choose a .zip with transforms.json and its images first")
+        zip_path = Path(upload if isinstance(upload, (str, Path)) else getattr(upload, "name", ""))
+        cfg = self.cfg
+        try:
+            steps = check_recon_steps(cfg, recon_steps)
+            cfg.fit_config(steps)
+            if not zip_path.is_file():
+                raise ValueError(f"upload: file {zip_path.name} not found; upload it again")
+            run = self.folders.new_run(_session(request), "evaluate")  # run/upload/ (the views), run/report/
+            run.mkdir()
+            progress(0.0, "unpacking the zip")
+            folder = unpack_views(zip_path, run / "upload", cfg.max_zip_files, int(cfg.max_unzipped_mb * 2**20),
+                                  int(cfg.max_upload_mb * 2**20))
+            result = run_views(folder, run / "report", cfg, steps, seed=cfg.seed, sink=progress)
+        except (ValueError, CameraError) as e:
+            raise gr.Error(str(e)) from None
+        except OSError as e:  # unreadable image inside the zip, disk full
+            raise gr.Error(f"upload: {e}") from None
+        return self._report(result)
+
+    def end_session(self, request=None) -> None:
+        """Delete the session's folders (called when its tab closes)."""
+        self.folders.end(_session(request))
+
+    # ------------------------------------------------------------------------------------------- report
+    def _report(self, result: RunResult) -> dict:
+        for w in result.warnings:
+            gr.Warning(w)
+        files = [str(p) for k, p in result.files.items() if k not in ("grid", "viewer_ply") and Path(p).is_file()]
+        out = {"gallery": [(str(p), c) for p, c in result.views], "splat": None, "mesh": None, "video": None,
+               "summary": summary_markdown(result), "table": None, "plot": None, "heatmaps": None, "files": files}
+        if result.metrics is None:
+            return out
+        f = result.files
+        out.update(splat=str(f["viewer_ply"]), mesh=str(f["glb"]) if "glb" in f else None, video=str(f["mp4"]),
+                   table=metrics_table(result.metrics), plot=psnr_plot(result.metrics),
+                   heatmaps=str(f["heatmaps"]))
+        return out
+
+
+def lpips_label(metrics: dict) -> str:
+    return f"LPIPS ({metrics['lpips_impl']})" if "lpips_impl" in metrics else "LPIPS"
+
+
+def metrics_table(metrics: dict):
+    """Per scored view: view, azimuth, elevation, PSNR, SSIM, LPIPS (column named with its implementation),
+    then a mean row."""
+    import pandas as pd
+
+    rows = []
+    lp = metrics.get("lpips_per_view")
+    for k, i in enumerate(metrics["views"]):
+        az, el = metrics["view_angles"][k]
+        rows.append({"view": str(i), "azimuth °": az, "elevation °": el,
+                     "PSNR dB": round(metrics["psnr_per_view"][k], 2), "SSIM": round(metrics["ssim_per_view"][k], 4),
+                     lpips_label(metrics): round(lp[k], 4) if lp else None})
+    rows.append({"view": "mean", "azimuth °": None, "elevation °": None, "PSNR dB": round(metrics["psnr"], 2),
+                 "SSIM": round(metrics["ssim"], 4), lpips_label(metrics): round(metrics["lpips"], 4) if lp else None})
+    return pd.DataFrame(rows)
+
+
+def psnr_plot(metrics: dict):
+    """Bar plot data: PSNR per scored view."""
+    import pandas as pd
+
+    return pd.DataFrame({"view": [f"view {i}" for i in metrics["views"]],
+                         "PSNR dB": [round(v, 2) for v in metrics["psnr_per_view"]]})
+
+
+def summary_markdown(result: RunResult) -> str:
+    """The report's headline: protocol, mean metrics (naming the LPIPS implementation), sizes, stage seconds."""
+    secs = " · ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    m = result.metrics
+    if m is None:
+        return f"**{len(result.views)} views generated** (stopped after the views). Time: {secs}."
+    lp = f" · **{lpips_label(m)}** {m['lpips']:.4f}" if "lpips" in m else ""
+    fit_views = ", ".join(str(i) for i in m["fit_views"])
+    scored = ", ".join(str(i) for i in m["views"])
+    lines = [f"**Consistency ({m['protocol']})**: fitted on views {fit_views}, scored on views {scored}.",
+             f"**PSNR** {m['psnr']:.2f} dB · **SSIM** {m['ssim']:.4f}{lp} — "
+             f"fitted views PSNR {m['train_psnr']:.2f} dB.",
+             f"{m['n_gaussians']} Gaussians after {m['fit_steps']} steps. Time: {secs}."]
+    lines += [f"⚠ {w}" for w in result.warnings]
+    return "\n\n".join(lines)
+

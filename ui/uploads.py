@@ -1,0 +1,132 @@
+"""Safe extraction of an uploaded zip of posed views (transforms.json + images). No gradio here.
+
+Refused: anything that is not a zip, encrypted members, absolute paths and '..' components (path traversal),
+symlinks, more than ``max_files`` members, more than ``max_bytes`` once extracted (counted while extracting, so a
+zip bomb with lying headers stops too), several transforms.json, and a transforms.json whose ``file_path``
+entries point outside the extracted folder. Only .json/.png/.jpg/.jpeg/.txt members are written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+ALLOWED_SUFFIXES = {".json", ".png", ".jpg", ".jpeg", ".txt"}
+TRANSFORMS_NAMES = ("transforms.json", "transforms_train.json")
+MAX_TRANSFORMS_BYTES = 16 << 20  # a 1000-frame transforms.json is ~1 MB
+_CHUNK = 1 << 16
+
+
+class UploadError(ValueError):
+    """The uploaded zip is unsafe or not a posed-views folder; the message says what and where."""
+
+
+def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
+    """The member's relative path, None for entries to skip (folders, macOS metadata), UploadError if unsafe."""
+    name = info.filename.replace("\\", "/")
+    if info.flag_bits & 0x1:
+        raise UploadError(f"upload: '{info.filename}' is encrypted; upload an unencrypted zip")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise UploadError(f"upload: absolute path '{info.filename}' in the zip is not allowed")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UploadError(f"upload: path '{info.filename}' in the zip leaves the folder ('..')")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UploadError(f"upload: '{info.filename}' is a symbolic link; links are not allowed")
+    if info.is_dir() or not parts or parts[0] == "__MACOSX" or parts[-1].startswith("."):
+        return None
+    return PurePosixPath(*parts)
+
+
+def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files: int = 1000,
+                max_bytes: int = 500 << 20) -> list[Path]:
+    """Extract the allowed members of ``zip_path`` into ``dest`` (created, must be empty); returns their paths."""
+    dest = Path(dest)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+        raise UploadError(f"upload: not a readable zip file ({e})") from None
+    except FileNotFoundError:
+        raise UploadError(f"upload: file {zip_path} not found") from None
+    written, total = [], 0
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > max_files:
+            raise UploadError(f"upload: the zip has {len(infos)} entries; the limit is {max_files}")
+        plan = [(i, p) for i in infos if (p := _member_path(i)) is not None and p.suffix.lower() in ALLOWED_SUFFIXES]
+        declared = sum(i.file_size for i, _ in plan)
+        if declared > max_bytes:
+            raise UploadError(f"upload: {declared / 2**20:.0f} MB once extracted; "
+                              f"the limit is {max_bytes / 2**20:.0f} MB")
+        dest.mkdir(parents=True, exist_ok=True)
+        root = dest.resolve()
+        for info, rel in plan:
+            target = root.joinpath(*rel.parts)
+            if root not in target.parents:  # belt and braces: never write outside dest
+                raise UploadError(f"upload: path '{info.filename}' leaves the folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise UploadError(f"upload: more than {max_bytes / 2**20:.0f} MB once extracted")
+                        dst.write(chunk)
+            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as e:
+                raise UploadError(f"upload: '{info.filename}' is corrupt in the zip ({e})") from None
+            written.append(target)
+    return written
+
+
+def find_views_folder(root: str | os.PathLike) -> Path:
+    """The one folder under ``root`` holding transforms.json (or transforms_train.json), after checking that
+    every frame's ``file_path`` stays inside ``root``."""
+    root = Path(root).resolve()
+    found = sorted(p for name in TRANSFORMS_NAMES for p in root.rglob(name))
+    by_folder = {p.parent for p in found}
+    if not found:
+        raise UploadError("upload: no transforms.json (or transforms_train.json) in the zip")
+    if len(by_folder) > 1:
+        folders = ", ".join(str(f.relative_to(root)) or "." for f in sorted(by_folder))
+        raise UploadError(f"upload: transforms.json in several folders ({folders}); upload one scene per zip")
+    path = next(p for p in found if p.name == "transforms.json") if any(p.name == "transforms.json" for p in found) \
+        else found[0]
+    if path.stat().st_size > MAX_TRANSFORMS_BYTES:
+        raise UploadError(f"upload: {path.name} is larger than {MAX_TRANSFORMS_BYTES >> 20} MB")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UploadError(f"upload: {path.name} is not valid JSON ({e})") from None
+    frames = meta.get("frames") if isinstance(meta, dict) else None
+    if not isinstance(frames, list) or not frames:
+        raise UploadError(f"upload: {path.name} needs a non-empty 'frames' list")
+    for i, frame in enumerate(frames):
+        fp = frame.get("file_path") if isinstance(frame, dict) else None
+        if not isinstance(fp, str) or not fp:
+            raise UploadError(f"upload: {path.name} frames[{i}].file_path must be a relative path")
+        target = (path.parent / fp).resolve()
+        if root not in target.parents:
+            raise UploadError(f"upload: {path.name} frames[{i}].file_path '{fp}' points outside the zip")
+    return path.parent
+
+
+def unpack_views(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files: int = 1000,
+                 max_bytes: int = 500 << 20, max_zip_bytes: int = 200 << 20) -> Path:
+    """Extract a posed-views zip into ``dest`` and return the folder with its transforms.json.
+
+    ``dest`` is removed again when the zip is refused, so nothing of a bad upload stays on disk.
+    """
+    size = Path(zip_path).stat().st_size
+    if size > max_zip_bytes:
+        raise UploadError(f"upload: the zip is {size / 2**20:.0f} MB; the limit is {max_zip_bytes / 2**20:.0f} MB")
+    try:
+        extract_zip(zip_path, dest, max_files, max_bytes)
+        return find_views_folder(dest)
+    except UploadError:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
