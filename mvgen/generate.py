@@ -108,6 +108,9 @@ def load_pipeline(model: str | Path | None = None):
     from mvgen.pipeline import PTDiTMultiViewPipeline
 
     path = Path(model) if model else default_model_path()
+    if not (path / "model_index.json").is_file() and path.resolve() == DEFAULT_MODEL.resolve():
+        raise FileNotFoundError(f"the default model is not shipped yet at {path}; see README 'Default model' "
+                                f"(train it with `mvgen train`, or pass --model / MVGEN_MODEL a saved pipeline)")
     pipe = PTDiTMultiViewPipeline.from_pretrained(path)
     return pipe, path
 
