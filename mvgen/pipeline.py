@@ -83,7 +83,8 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         import mvgen.models.ptdit  # noqa: F401  (diffusers only loads custom classes from imported modules)
 
         kwargs.setdefault("use_safetensors", True)
-        kwargs.setdefault("torch_dtype", torch.float32)  # shipped weights may be stored in bf16
+        if "torch_dtype" not in kwargs:
+            kwargs.setdefault("dtype", torch.float32)  # shipped weights may be stored in bf16
         try:
             return super().from_pretrained(str(folder), **kwargs)
         except (OSError, ValueError, KeyError) as e:

@@ -34,3 +34,9 @@ def make_tiny_pipeline(text_encoder, seed=0, latent=8, views_vae_levels=2):
 @pytest.fixture
 def tiny_pipeline(text_encoder):
     return make_tiny_pipeline(text_encoder)
+
+
+@pytest.fixture
+def tiny_pipeline_factory(text_encoder):
+    """``factory(**kw)`` builds a tiny pipeline with other sizes (e.g. ``latent=16`` for 32x32 views)."""
+    return lambda **kw: make_tiny_pipeline(text_encoder, **kw)

@@ -42,10 +42,8 @@ def test_rigs_are_deterministic_and_differ_per_caption():
     assert not (eval_rig(1, 4, 32, seed=0).c2w == a.c2w).all()
 
 
-def test_tiny_pipeline_scores_are_finite(text_encoder):
-    from conftest import make_tiny_pipeline
-
-    pipe = make_tiny_pipeline(text_encoder, latent=16)  # 32x32 views: LPIPS needs more than 16x16
+def test_tiny_pipeline_scores_are_finite(tiny_pipeline_factory):
+    pipe = tiny_pipeline_factory(latent=16)  # 32x32 views: LPIPS needs more than 16x16
     rep = evaluate_generation(pipe, CAPTIONS[:2], views=2, steps=1)
     assert rep["n"] == 2 and 0.0 <= rep["retrieval_top1"] <= 1.0
     for k in ("psnr", "ssim", "lpips"):
