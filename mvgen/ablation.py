@@ -16,7 +16,7 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
     from mvgen.evaluate import evaluate_generation
     from mvgen.pipeline import PTDiTMultiViewPipeline
     from mvgen.train import TrainConfig, train
-    from mvgen.trainutil import LossLog, load_config
+    from mvgen.trainutil import load_config, read_log
 
     rows = []
     for variant in variants:
@@ -28,13 +28,14 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
         t0 = time.time()
         final = train(cfg, resume=(out / variant).exists())
         seconds = time.time() - t0
-        log = LossLog(out / variant / "loss.csv", ["loss", "lr", "views"]).rows()
+        log = read_log(out / variant / "loss.csv")
         tail = [float(r["loss"]) for r in log[-max(1, len(log) // 10):]]
         pipe = PTDiTMultiViewPipeline.from_pretrained(final)
         pipe.set_progress_bar_config(disable=True)
         rep = evaluate_generation(pipe, example_captions("heldout", eval_limit, seed=seed), steps=eval_steps, seed=seed)
         rows.append({"attention_type": variant, "steps": steps, "params": sum(p.numel() for p in pipe.transformer.parameters()),
-                     "s_per_step": seconds / steps, "final_loss": sum(tail) / len(tail), "psnr": rep["psnr"],
+                     "s_per_step": float(log[-1]["time"]) / int(log[-1]["step"]),
+                     "run_s": seconds, "final_loss": sum(tail) / len(tail), "psnr": rep["psnr"],
                      "ssim": rep["ssim"], "lpips": rep["lpips"], "lpips_impl": rep["lpips_impl"],
                      "retrieval_top1": rep["retrieval_top1"], "sample_s_per_prompt": rep["seconds_per_prompt"]})
     _plot(out, variants)
@@ -47,11 +48,11 @@ def _plot(out: Path, variants: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mvgen.trainutil import LossLog
+    from mvgen.trainutil import read_log
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     for v in variants:
-        rows = LossLog(out / v / "loss.csv", ["loss", "lr", "views"]).rows()
+        rows = read_log(out / v / "loss.csv")
         steps = [int(r["step"]) for r in rows]
         vals = [float(r["loss"]) for r in rows]
         k = max(1, len(vals) // 20)

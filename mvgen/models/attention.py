@@ -1,5 +1,6 @@
-"""Attention for the PT-DiT denoiser: one multi-head ``Attention`` module (self or cross, all through
-``F.scaled_dot_product_attention``) and the token-layout helpers the variants need.
+"""Attention for the PT-DiT denoiser: one multi-head ``Attention`` module (self or cross, through ``attend``:
+``F.scaled_dot_product_attention``, or two matmuls for short sequences on CPU) and the token-layout helpers the
+variants need.
 
 Token grid of one sample: (V, h, w) = (views, token rows, token columns), N = V*h*w tokens. Windows are
 ``window = (pf, ph, pw)`` blocks of P = pf*ph*pw tokens; there are nW = N/P of them (= M proxy tokens).
@@ -19,6 +20,24 @@ import torch.nn.functional as F
 from torch import nn
 
 Grid = tuple[int, int, int]  # (views, h, w) tokens
+
+
+# Largest L×S attention matrix (per batch and head) computed as two plain matmuls on CPU. PyTorch's fused CPU
+# SDPA kernel is 2-4x slower forward+backward for the short sequences of windows and proxy tokens (measured for
+# L, S from 4 to 384 in bf16); above this size the fused kernel's linear memory matters more.
+EXPLICIT_MAX_ELEMENTS = 512 * 512
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q kᵀ / sqrt(E)) v for q [..., L, E], k [..., S, E], v [..., S, Ev]; boolean ``mask`` (True = may
+    attend) broadcastable to [..., L, S]. Same result as ``F.scaled_dot_product_attention``."""
+    L, S = q.shape[-2], k.shape[-2]
+    if q.device.type != "cpu" or L * S > EXPLICIT_MAX_ELEMENTS:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.matmul(scores.softmax(-1).to(v.dtype), v)
 
 
 class Attention(nn.Module):
@@ -53,7 +72,7 @@ class Attention(nn.Module):
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, L, hd) each
         if q.dtype != v.dtype:  # bf16 autocast with a float32 context: SDPA needs one dtype
             k, v = k.to(q.dtype), v.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, hd)
+        out = attend(q, k, v, mask)  # (B, H, L, hd)
         return self.to_out(out.transpose(1, 2).reshape(B, L, self.heads * self.head_dim))  # (B, L, D)
 
 

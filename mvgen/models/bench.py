@@ -17,8 +17,10 @@ How each number is measured:
 * peak_mem_mb: in that subprocess, the growth of the process's peak resident set (VmHWM, reset through
   /proc/self/clear_refs just before) over its RSS before the first forward: the memory one forward adds,
   whatever allocates it (tensors, SDPA workspaces, allocator overhead). Weights are not included.
-* sdpa: "auto" lets PyTorch pick the SDPA kernel (on CPU a fused flash kernel whose memory is linear in the
-  sequence length); "math" forces the unfused kernel that materialises the N×S attention matrix.
+* sdpa: "auto" is the model's own choice (``attention.attend``): two plain matmuls on CPU when an attention
+  matrix has at most 512² entries per head (windows, proxy tokens), else PyTorch's SDPA kernel choice (on CPU a
+  fused flash kernel whose memory is linear in the sequence length); "math" forces the unfused kernel that
+  materialises the N×S attention matrix everywhere.
 """
 
 from __future__ import annotations

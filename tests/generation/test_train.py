@@ -38,6 +38,20 @@ def test_vae_training_writes_a_loadable_autoencoder_with_data_scaling(tiny_vae):
     assert (tiny_vae.parent / "loss.csv").read_text().count("\n") == 3  # header + 2 steps
 
 
+def test_vae_training_resumes_and_refuses_to_overwrite(tiny_data, tmp_path):
+    cfg = VAETrainConfig(data=str(tiny_data / "d"), out=str(tmp_path / "vae"), resolution=32, crop=16,
+                         block_out_channels=(8, 16), latent_channels=4, steps=1, batch_size=2, eval_views=2,
+                         save_every=1, log_every=1)
+    train_vae(cfg)
+    with pytest.raises(ValueError, match="--resume"):
+        train_vae(cfg)
+    cfg.steps = 2
+    train_vae(cfg, resume=True)
+    assert [c.name for c in checkpoint_dirs(tmp_path / "vae")] == ["checkpoint-1", "checkpoint-2"]
+    steps = [line.split(",")[0] for line in (tmp_path / "vae" / "loss.csv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2"]
+
+
 def _cfg(tiny_data, tiny_vae, out, steps=2):
     return TrainConfig(data=str(tiny_data / "d"), out=str(out), vae=str(tiny_vae), preset="tiny",
                        model={"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
