@@ -81,6 +81,25 @@ def _bin_gaussians(means2d, radii, depths, tile_size, tiles_x, tiles_y):
 
 
 @njit(inline="always")
+def _tile_rect(job, n_tiles, tiles_x, tile_size, width, height):
+    """Image index and pixel rectangle [px0, px1) x [py0, py1) of parallel job ``job`` (image-major tiles)."""
+    i = job // n_tiles
+    t = job % n_tiles
+    px0 = (t % tiles_x) * tile_size
+    py0 = (t // tiles_x) * tile_size
+    return i, px0, py0, min(px0 + tile_size, width), min(py0 + tile_size, height)
+
+
+@njit(inline="always")
+def _gaussian(means2d, conics, opacities, i, g):
+    """Projected Gaussian g of image i: centre, conic (a, b, c), opacity, and the largest sigma with
+    alpha >= 1/255 (``s_max``)."""
+    op = opacities[i, g]
+    return (means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1], conics[i, g, 2], op,
+            math.log(op / ALPHA_MIN))
+
+
+@njit(inline="always")
 def _pixel_span(m, r, lo, hi):
     """Pixels p in [lo, hi) whose centre p + 0.5 may lie within m ± r (one pixel of slack; the alpha test
     decides the rest). Returns a half-open range, possibly empty."""
@@ -119,12 +138,7 @@ def _forward(means2d, conics, colors, opacities, radii, offsets, ids, width, hei
     T_out = np.ones((I, height, width), np.float32)
     n_used = np.zeros((I, height, width), np.int32)
     for job in prange(I * n_tiles):
-        i = job // n_tiles
-        t = job % n_tiles
-        px0 = (t % tiles_x) * tile_size
-        py0 = (t // tiles_x) * tile_size
-        px1 = min(px0 + tile_size, width)
-        py1 = min(py0 + tile_size, height)
+        i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
         tw = px1 - px0
         P = tw * (py1 - py0)
         T = np.ones(P, np.float32)
@@ -135,13 +149,7 @@ def _forward(means2d, conics, colors, opacities, radii, offsets, ids, width, hei
         start = offsets[job]
         for k in range(start, offsets[job + 1]):
             g = ids[k]
-            mx = means2d[i, g, 0]
-            my = means2d[i, g, 1]
-            ca = conics[i, g, 0]
-            cb = conics[i, g, 1]
-            cc = conics[i, g, 2]
-            op = opacities[i, g]
-            s_max = math.log(op / ALPHA_MIN)  # alpha >= 1/255 needs sigma <= s_max
+            mx, my, ca, cb, cc, op, s_max = _gaussian(means2d, conics, opacities, i, g)
             xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
             ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
             for y in range(ya, yb):
@@ -198,12 +206,7 @@ def _backward(means2d, conics, colors, opacities, radii, offsets, ids, T_final, 
     g_color = np.zeros((n_isect, D), np.float32)
     g_opacity = np.zeros(n_isect, np.float32)
     for job in prange(I * n_tiles):
-        i = job // n_tiles
-        t = job % n_tiles
-        px0 = (t % tiles_x) * tile_size
-        py0 = (t // tiles_x) * tile_size
-        px1 = min(px0 + tile_size, width)
-        py1 = min(py0 + tile_size, height)
+        i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
         tw = px1 - px0
         P = tw * (py1 - py0)
         T = np.empty(P, np.float32)
@@ -220,13 +223,7 @@ def _backward(means2d, conics, colors, opacities, radii, offsets, ids, T_final, 
         for k in range(start + max_last - 1, start - 1, -1):
             local = k - start
             g = ids[k]
-            mx = means2d[i, g, 0]
-            my = means2d[i, g, 1]
-            ca = conics[i, g, 0]
-            cb = conics[i, g, 1]
-            cc = conics[i, g, 2]
-            op = opacities[i, g]
-            s_max = math.log(op / ALPHA_MIN)  # alpha >= 1/255 needs sigma <= s_max
+            mx, my, ca, cb, cc, op, s_max = _gaussian(means2d, conics, opacities, i, g)
             gx = np.float32(0.0)
             gy = np.float32(0.0)
             ga = np.float32(0.0)
