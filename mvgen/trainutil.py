@@ -131,7 +131,7 @@ class LossLog:
 
     def log(self, step: int, **values) -> None:
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([step, f"{time.time() - self.t0:.1f}"] + [f"{values.get(k, ''):.6g}"
+            csv.writer(f).writerow([step, f"{time.time() - self.t0:.3f}"] + [f"{values.get(k, ''):.6g}"
                                    if isinstance(values.get(k), float) else values.get(k, "") for k in self.fields[2:]])
 
     def rows(self) -> list[dict]:
