@@ -25,17 +25,32 @@ def eval_rig(index: int, views: int, size: int, seed: int):
     return orbit(views, elevation=float(rng.uniform(0.0, 40.0)), azimuth_start=float(rng.uniform(0.0, 360.0)), width=size)
 
 
-def render_truth(caption: str, cameras):
-    """[V,3,H,W] float in [0,1] ground-truth views composited on white."""
+def render_truth(caption: str, cameras, mesh=None):
+    """[V,3,H,W] float in [0,1] ground-truth views composited on white (``mesh``: the caption's mesh if built)."""
     import torch
 
     from mvgen.data.captions import parse_caption
     from mvgen.data.objects import build_mesh
     from mvgen.data.render import render_rgba
 
-    rgba = torch.from_numpy(render_rgba(build_mesh(parse_caption(caption)), cameras)).float() / 255.0
+    mesh = mesh if mesh is not None else build_mesh(parse_caption(caption))
+    rgba = torch.from_numpy(render_rgba(mesh, cameras)).float() / 255.0
     rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
     return rgb.permute(0, 3, 1, 2).contiguous()
+
+
+def retrieval_distances(lpips_fn, gen, meshes: list, captions: list[str], cameras, chunk: int = 8):
+    """[J] mean LPIPS of the generated views ``gen`` [V,3,H,W] to each caption's ground truth at ``cameras``,
+    ``chunk`` captions per batched LPIPS call."""
+    import torch
+
+    out = []
+    for start in range(0, len(captions), chunk):
+        part = range(start, min(start + chunk, len(captions)))
+        gts = torch.cat([render_truth(captions[j], cameras, meshes[j]) for j in part])
+        d = lpips_fn(gen.repeat(len(part), 1, 1, 1), gts)
+        out.append(d.view(len(part), gen.shape[0]).mean(dim=1))
+    return torch.cat(out)
 
 
 def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 20, guidance: float = 3.0,
@@ -67,13 +82,16 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
                      Path(out) / f"{i:03d}.png")
         if progress:
             progress(i + 1, len(captions))
-    # Retrieval: generated views of i vs ground truth of every caption j at rig i.
+    # Retrieval: generated views of i vs ground truth of every caption j at rig i (meshes built once).
+    from mvgen.data.captions import parse_caption
+    from mvgen.data.objects import build_mesh
+
+    meshes = [build_mesh(parse_caption(c)) for c in captions]
     hits = 0
     for i, gen in enumerate(gens):
-        with torch.no_grad():
-            d = [float(lpips_fn(gen, render_truth(cap_j, rigs[i])).mean()) for cap_j in captions]
-        rows[i]["retrieved"] = captions[int(np.argmin(d))]
-        hits += int(np.argmin(d)) == i
+        j = int(retrieval_distances(lpips_fn, gen, meshes, captions, rigs[i]).argmin())
+        rows[i]["retrieved"] = captions[j]
+        hits += j == i
     mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
     return {"n": len(captions), "views": views, "image_size": size, "steps": steps, "guidance": guidance,
             "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips"), "lpips_impl": lpips_impl,

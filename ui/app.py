@@ -66,10 +66,12 @@ def _report_components(prefix: str) -> dict:
     return c
 
 
-def build_app(model_path=None, config: AppConfig | None = None, workdir=None) -> gr.Blocks:
+def build_app(model_path=None, config: AppConfig | None = None, workdir=None, preload: bool = False) -> gr.Blocks:
     """The app, not launched. ``model_path``: pipeline folder (default: the shipped model, ``MVGEN_MODEL``);
     ``config``: defaults and limits (default: configs/app.yaml); ``workdir``: the app folder (default: a new
-    temporary folder, deleted at exit). The returned Blocks carries ``.mvgen`` (an ``AppContext``)."""
+    temporary folder, deleted at exit); ``preload``: start loading the model in the background when a browser has
+    loaded the page (not before: loading competes with serving and rendering the page on a small CPU). The
+    returned Blocks carries ``.mvgen`` (an ``AppContext``)."""
     cfg = config or AppConfig.from_yaml()
     if workdir is None:
         root = Path(tempfile.mkdtemp(prefix="mvgen-app-"))
@@ -145,6 +147,8 @@ def build_app(model_path=None, config: AppConfig | None = None, workdir=None) ->
         evaluate.click(on_evaluate, [upload, eval_steps], [eval_out[k] for k in REPORT_KEYS], api_name="evaluate",
                        **compute)
         demo.unload(on_unload)
+        if preload and not problem:
+            demo.load(h.preload, None, None, queue=False, api_visibility="private")
     demo.queue(max_size=cfg.max_queue, default_concurrency_limit=cfg.concurrency_limit)
     demo.mvgen = AppContext(cfg, root, h)
     return demo

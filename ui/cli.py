@@ -24,13 +24,12 @@ def register_app(subparsers) -> None:
     p.add_argument("--model", help="pipeline folder (default: the shipped assets/mvgen-tiny, or MVGEN_MODEL)")
     p.add_argument("--config", help="app defaults and limits (default: configs/app.yaml)")
     p.add_argument("--workdir", help="folder for session outputs (default: a temporary folder removed at exit)")
-    p.add_argument("--no-preload", action="store_true", help="load the model on the first request, not at start")
+    p.add_argument("--no-preload", action="store_true",
+                   help="load the model on the first request, not when a browser opens the page")
     p.set_defaults(func=run_app)
 
 
 def run_app(args) -> int:
-    import threading
-
     from ui.settings import DEFAULT_CONFIG, AppConfig
 
     if not 0 < args.port < 65536:
@@ -38,32 +37,19 @@ def run_app(args) -> int:
     cfg = AppConfig.from_yaml(args.config or DEFAULT_CONFIG)
     from ui.app import build_app, launch_app
 
-    demo = build_app(args.model, cfg, args.workdir)
-    handlers = demo.mvgen.handlers
-    problem = handlers.model_status()
+    demo = build_app(args.model, cfg, args.workdir, preload=not args.no_preload)
+    problem = demo.mvgen.handlers.model_status()
     if problem:
         print(f"warning: {problem}; the app runs, generation is disabled until the model exists", file=sys.stderr)
     # SIGTERM (systemd, docker stop, timeout) exits like Ctrl-C, so the temporary app folder is removed at exit.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     launch_app(demo, args.host, args.port, prevent_thread_lock=True)
-    if not problem and not args.no_preload:  # after the page is served: loading competes for the CPU
-        threading.Thread(target=_preload, args=(handlers,), daemon=True).start()
     demo.block_thread()
     return 0
 
 
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
-
-
-def _preload(handlers) -> None:
-    """Load the pipeline while the page opens; a failure is printed (and shown again on the first request)."""
-    import gradio as gr
-
-    try:
-        handlers.pipeline()
-    except gr.Error as e:
-        print(f"warning: {e.message}", file=sys.stderr)
 
 
 def register_run(subparsers) -> None:

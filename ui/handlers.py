@@ -8,12 +8,12 @@ Bad input becomes ``gr.Error`` (the message names the field; the session keeps w
 from __future__ import annotations
 
 import random
+import sys
 import threading
 from pathlib import Path
 
 import gradio as gr
 
-from mvgen.cameras import CameraError
 from ui.run import RunResult, load_model, model_problem, run_prompt, run_views
 from ui.sessions import SessionFolders
 from ui.settings import AppConfig, check_prompt, check_recon_steps, check_run_settings
@@ -39,6 +39,7 @@ class Handlers:
         self.folders = folders
         self._pipe = None
         self._lock = threading.Lock()
+        self._preloading = False
 
     # --------------------------------------------------------------------------------------------- model
     def model_status(self) -> str | None:
@@ -57,6 +58,22 @@ class Handlers:
                 except (ValueError, OSError) as e:
                     raise gr.Error(f"cannot load the model at {self.model_path}: {e}") from None
             return self._pipe
+
+    def preload(self) -> None:
+        """Start loading the pipeline in a background thread (once; later calls do nothing). A failure is printed
+        here and raised again as gr.Error by the first request that needs the model."""
+        with self._lock:
+            if self._pipe is not None or self._preloading:
+                return
+            self._preloading = True
+
+        def load():
+            try:
+                self.pipeline()
+            except gr.Error as e:
+                print(f"warning: {e.message}", file=sys.stderr)
+
+        threading.Thread(target=load, name="mvgen-preload", daemon=True).start()
 
     # ------------------------------------------------------------------------------------------- buttons
     def random_seed(self) -> int:
@@ -107,7 +124,7 @@ class Handlers:
             folder = unpack_views(zip_path, run / "upload", cfg.max_zip_files, int(cfg.max_unzipped_mb * 2**20),
                                   int(cfg.max_upload_mb * 2**20))
             result = run_views(folder, run / "report", cfg, steps, seed=cfg.seed, sink=progress)
-        except (ValueError, CameraError) as e:
+        except ValueError as e:  # CameraError, FitError, bad zip ...
             raise gr.Error(str(e)) from None
         except OSError as e:  # unreadable image inside the zip, disk full
             raise gr.Error(f"upload: {e}") from None

@@ -24,7 +24,7 @@ class AppConfig:
     guidance: float = 3.0
     seed: int = 0
     recon_config: str = "configs/reconstruction.yaml"
-    recon_steps: int = 700
+    recon_steps: int = 400
     holdout: str = "every-2"
     backend: str = "auto"
     video_frames: int = 60

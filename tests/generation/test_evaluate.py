@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mvgen.evaluate import eval_rig, evaluate_generation, render_truth
+from mvgen.evaluate import eval_rig, evaluate_generation, render_truth, retrieval_distances
 
 CAPTIONS = ["a red mug", "a blue chair", "a yellow car"]
 
@@ -34,6 +34,22 @@ def test_oracle_and_swapped_generators():
     assert rep["lpips_impl"] in ("lpips-alex-v0.1", "stlpips-alex-shift-tolerant")
     bad = evaluate_generation(Swapped(), CAPTIONS, views=2, steps=1)
     assert bad["retrieval_top1"] == 0.0 and bad["psnr"] < 25
+
+
+def test_batched_retrieval_distances_equal_one_pair_at_a_time():
+    import torch
+
+    from mvgen.data.captions import parse_caption
+    from mvgen.data.objects import build_mesh
+    from mvgen.metrics import get_lpips
+
+    lpips_fn, rig = get_lpips(), eval_rig(0, 2, 32, seed=0)
+    gen = render_truth(CAPTIONS[1], rig) * 0.9 + 0.05
+    meshes = [build_mesh(parse_caption(c)) for c in CAPTIONS]
+    batched = retrieval_distances(lpips_fn, gen, meshes, CAPTIONS, rig, chunk=2)  # chunks of 2 and 1
+    reference = torch.stack([lpips_fn(gen, render_truth(c, rig)).mean() for c in CAPTIONS])
+    torch.testing.assert_close(batched, reference, rtol=1e-4, atol=1e-5)
+    assert int(batched.argmin()) == 1
 
 
 def test_rigs_are_deterministic_and_differ_per_caption():

@@ -140,3 +140,26 @@ def test_gradio_client_api(served_app, posed_views, views_zip, tmp_path):
     assert len(res[0]) == 2  # still serving after the errors
     good = client.predict(upload=handle_file(str(views_zip)), recon_steps=20, api_name="/evaluate")
     assert "fitted on views 0, 2" in good[REPORT_KEYS.index("summary")]
+
+
+def test_preload_on_page_load_loads_the_model_once(tiny_model, fast_config, tmp_path):
+    import threading
+
+    def load_events(demo):
+        return [d for d in demo.get_config_file()["dependencies"]
+                if any(t[1] == "load" for t in d["targets"])]
+
+    assert load_events(build_app(tiny_model, fast_config, workdir=tmp_path / "a")) == []
+    assert load_events(build_app(tmp_path / "no-model", fast_config, workdir=tmp_path / "b", preload=True)) == []
+    demo = build_app(tiny_model, fast_config, workdir=tmp_path / "c", preload=True)
+    assert len(load_events(demo)) == 1
+    h = demo.mvgen.handlers
+    h.preload()
+    h.preload()  # a second page load while loading: no second thread
+    loaders = [t for t in threading.enumerate() if t.name == "mvgen-preload"]
+    assert len(loaders) <= 1
+    for t in loaders:
+        t.join(60)
+    assert h._pipe is not None and h.pipeline() is h._pipe
+    h.preload()  # already loaded: nothing to do
+    assert not [t for t in threading.enumerate() if t.name == "mvgen-preload"]
