@@ -142,8 +142,12 @@ def test_gradio_client_api(served_app, posed_views, views_zip, tmp_path):
     assert "fitted on views 0, 2" in good[REPORT_KEYS.index("summary")]
 
 
-def test_preload_on_page_load_loads_the_model_once(tiny_model, fast_config, tmp_path):
+def test_preload_on_page_load_loads_the_model_once(tiny_model, fast_config, tmp_path, monkeypatch):
+    import os
     import threading
+
+    # build_app points GRADIO_TEMP_DIR at its own folder; restore it for the app the other tests serve
+    monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ.get("GRADIO_TEMP_DIR", ""))
 
     def load_events(demo):
         return [d for d in demo.get_config_file()["dependencies"]
