@@ -19,10 +19,13 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
     from mvgen.trainutil import load_config, read_log
 
     rows = []
+    base = load_config(TrainConfig, base_config, **overrides)
+    shared = Path(base.out) / "latent_cache.safetensors"  # the base run's cache holds the same data, VAE, resolution
     for variant in variants:
         cfg = load_config(TrainConfig, base_config, **overrides)
         cfg.model = {**cfg.model, "attention_type": variant}
         cfg.out = str(out / variant)
+        _share_latent_cache(shared, out / variant)
         cfg.steps, cfg.sample_every, cfg.seed = steps, 0, seed
         cfg.save_every = steps
         t0 = time.time()
@@ -33,6 +36,7 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
         pipe = PTDiTMultiViewPipeline.from_pretrained(final)
         pipe.set_progress_bar_config(disable=True)
         rep = evaluate_generation(pipe, example_captions("heldout", eval_limit, seed=seed), steps=eval_steps, seed=seed)
+        shared = out / variant / "latent_cache.safetensors"
         rows.append({"attention_type": variant, "steps": steps, "params": sum(p.numel() for p in pipe.transformer.parameters()),
                      "s_per_step": float(log[-1]["time"]) / int(log[-1]["step"]),
                      "run_s": seconds, "final_loss": sum(tail) / len(tail), "psnr": rep["psnr"],
@@ -40,6 +44,22 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
                      "retrieval_top1": rep["retrieval_top1"], "sample_s_per_prompt": rep["seconds_per_prompt"]})
     _plot(out, variants)
     return rows
+
+
+def _share_latent_cache(src: Path, run: Path) -> None:
+    """Hard-link (or copy) an existing latent cache into a new run folder, so every variant trains on identical
+    latents and the VAE encodes the dataset once."""
+    import os
+    import shutil
+
+    dst = run / "latent_cache.safetensors"
+    if dst.exists() or not src.is_file():
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _plot(out: Path, variants: list[str]) -> None:

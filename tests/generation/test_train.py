@@ -1,6 +1,7 @@
 """Smoke tests of the trainers on a tiny generated dataset: they write loadable folders and resume."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -112,3 +113,6 @@ def test_ablation_bench_trains_and_scores_both_variants(tiny_data, tiny_vae, tmp
     assert rows[0]["params"] != rows[1]["params"]  # really two different architectures
     assert all(0 <= r["retrieval_top1"] <= 1 and r["s_per_step"] > 0 for r in rows)
     assert (tmp_path / "abl" / "loss_curves.png").is_file()
+    # the second variant trains on the first one's latents (one VAE pass over the dataset)
+    assert os.path.samefile(tmp_path / "abl" / "proxy" / "latent_cache.safetensors",
+                            tmp_path / "abl" / "full" / "latent_cache.safetensors")
