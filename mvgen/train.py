@@ -268,9 +268,12 @@ def _run(args) -> int:
     return 0
 
 
-def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16") -> Path:
+def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16", vae: str | Path | None = None) -> Path:
     """Copy a checkpoint's pipeline folder to ``dst`` with the transformer and VAE weights stored in ``dtype``
-    (the shipped model keeps its files small this way; loading casts back to float32)."""
+    (the shipped model keeps its files small this way; loading casts back to float32). ``vae``: an AutoencoderKL
+    folder to ship instead of the checkpoint's, allowed only with the same encoder (a decoder fine-tune, see
+    configs/vae_decoder.yaml): the transformer was trained on that encoder's latents. A ``training/`` folder already
+    in ``dst`` (configs, curves, reports) is kept."""
     import shutil
 
     import torch
@@ -278,6 +281,8 @@ def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16") -
     from mvgen.pipeline import PTDiTMultiViewPipeline
 
     pipe = PTDiTMultiViewPipeline.from_pretrained(src)
+    if vae is not None:
+        pipe.vae = _same_latents_vae(pipe.vae, vae)
     dt = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
     pipe.transformer.to(dt)
     pipe.vae.to(dt)
@@ -285,10 +290,33 @@ def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16") -
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp)
+    if (dst / "training").is_dir():
+        shutil.copytree(dst / "training", tmp / "training")
     if dst.exists():
         shutil.rmtree(dst)
     tmp.rename(dst)
     return dst
+
+
+def _same_latents_vae(current, path: str | Path):
+    """Load the AutoencoderKL at ``path``; refuse it unless its encoder and scaling factor equal ``current``'s
+    (compared at bf16, the shipped precision)."""
+    import torch
+
+    from diffusers import AutoencoderKL
+
+    from mvgen.vae import encoder_state
+
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"--vae {path} is not an AutoencoderKL folder (no config.json)")
+    new = AutoencoderKL.from_pretrained(str(path), use_safetensors=True)
+    a, b = encoder_state(current), encoder_state(new)
+    same = a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and torch.equal(a[k].to(torch.bfloat16), b[k].to(torch.bfloat16)) for k in a)
+    if not same or abs(current.config.scaling_factor - new.config.scaling_factor) > 1e-6 * current.config.scaling_factor:
+        raise ValueError(f"--vae {path}: its encoder (or latent scaling) differs from the one the transformer was "
+                         "trained on; only a decoder fine-tune (train_encoder: false) can replace it")
+    return new
 
 
 def register_export(sub) -> None:
@@ -296,4 +324,5 @@ def register_export(sub) -> None:
     p.add_argument("src", help="pipeline folder, e.g. runs/tiny/checkpoint-6000/pipeline")
     p.add_argument("dst", help="destination folder, e.g. assets/mvgen-tiny")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
-    p.set_defaults(func=lambda a: print(export_pipeline(a.src, a.dst, a.dtype)) or 0)
+    p.add_argument("--vae", help="ship this AutoencoderKL instead (a decoder fine-tune of the checkpoint's VAE)")
+    p.set_defaults(func=lambda a: print(export_pipeline(a.src, a.dst, a.dtype, a.vae)) or 0)

@@ -34,6 +34,9 @@ class VAETrainConfig:
     save_every: int = 250
     eval_views: int = 256  # held-out views scored at the end (PSNR on full-size views, white background)
     mixed_precision: str = "bf16"  # "no" for fp32
+    init_from: str | None = None  # an AutoencoderKL folder to start from (its architecture replaces the fields above)
+    train_encoder: bool = True  # false: only the decoder learns (needs init_from); latents, and so a transformer
+    #                             trained on them, stay valid (configs/vae_decoder.yaml)
 
 
 def build_vae(cfg: VAETrainConfig):
@@ -94,8 +97,8 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     set_seed(cfg.seed)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     train = load_views_tensor(cfg.data, "train", cfg.resolution)
-    vae = build_vae(cfg)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    vae = _initial_vae(cfg)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     vae, opt, sched = acc.prepare(vae, opt, sched)
     step = resume_state(acc, out, resume)
@@ -110,7 +113,8 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
         if torch.rand(1, generator=gen) < 0.5:
             x = x.flip(-1)
         with acc.autocast():
-            post = vae.encode(x).latent_dist
+            with torch.set_grad_enabled(cfg.train_encoder):
+                post = vae.encode(x).latent_dist
             rec = vae.decode(post.sample()).sample.float()
         l1 = (rec - x).abs().mean()
         mse = ((rec - x) ** 2).mean()
@@ -136,8 +140,32 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     return finish(vae, cfg, train)
 
 
+def _initial_vae(cfg: VAETrainConfig):
+    """Random weights from the config, or ``init_from``'s; with ``train_encoder`` false the encoder is frozen."""
+    if not cfg.train_encoder and not cfg.init_from:
+        raise ValueError("train_encoder: false fine-tunes a decoder, so it needs init_from (an AutoencoderKL folder)")
+    if not cfg.init_from:
+        return build_vae(cfg)
+    from diffusers import AutoencoderKL
+
+    if not (Path(cfg.init_from) / "config.json").is_file():
+        raise FileNotFoundError(f"init_from: {cfg.init_from} is not an AutoencoderKL folder (no config.json)")
+    vae = AutoencoderKL.from_pretrained(cfg.init_from, use_safetensors=True).float()
+    if not cfg.train_encoder:
+        for m in (vae.encoder, vae.quant_conv):
+            if m is not None:
+                m.requires_grad_(False)
+    return vae
+
+
+def encoder_state(vae) -> dict:
+    """The weights that define the latents (encoder and quant_conv)."""
+    return {k: v for k, v in vae.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
+
+
 def finish(vae, cfg: VAETrainConfig, train: torch.Tensor) -> Path:
-    """Set the latent scaling factor from data, score held-out views, save ``out/vae`` and a report."""
+    """Set the latent scaling factor from data (kept when only the decoder was trained: the latents are those of
+    ``init_from``), score held-out views, save ``out/vae`` and a report."""
     import torch
 
     from mvgen.trainutil import atomic_write
@@ -145,9 +173,10 @@ def finish(vae, cfg: VAETrainConfig, train: torch.Tensor) -> Path:
     out = Path(cfg.out)
     gen = torch.Generator().manual_seed(0)
     sample = train[torch.randperm(len(train), generator=gen)[:256]].float().div(127.5).sub(1)
-    with torch.no_grad():
-        z = torch.cat([vae.encode(sample[i:i + 32]).latent_dist.mode() for i in range(0, len(sample), 32)])
-    vae.register_to_config(scaling_factor=float(1.0 / z.flatten().std()))
+    if cfg.train_encoder:
+        with torch.no_grad():
+            z = torch.cat([vae.encode(sample[i:i + 32]).latent_dist.mode() for i in range(0, len(sample), 32)])
+        vae.register_to_config(scaling_factor=float(1.0 / z.flatten().std()))
     try:
         held = load_views_tensor(cfg.data, "heldout", cfg.resolution)
         split = "heldout"

@@ -53,6 +53,38 @@ def test_vae_training_resumes_and_refuses_to_overwrite(tiny_data, tmp_path):
     assert steps == ["1", "2"]
 
 
+def test_decoder_fine_tune_keeps_the_latents_and_export_accepts_only_that_vae(tiny_data, tiny_vae, tmp_path):
+    from diffusers import AutoencoderKL
+
+    from mvgen.train import export_pipeline
+    from mvgen.vae import encoder_state
+
+    small = dict(data=str(tiny_data / "d"), resolution=32, crop=32, steps=2, batch_size=2, eval_views=2,
+                 save_every=2, log_every=1, lr=1e-2)
+    with pytest.raises(ValueError, match="init_from"):
+        train_vae(VAETrainConfig(out=str(tmp_path / "bad"), train_encoder=False, **small))
+    dec = train_vae(VAETrainConfig(out=str(tmp_path / "dec"), init_from=str(tiny_vae), train_encoder=False, **small))
+    old, new = (AutoencoderKL.from_pretrained(f, use_safetensors=True) for f in (tiny_vae, dec))
+    enc_old, enc_new = encoder_state(old), encoder_state(new)
+    assert all(torch.equal(enc_old[k], enc_new[k]) for k in enc_old)  # frozen encoder: same latents
+    assert new.config.scaling_factor == old.config.scaling_factor
+    assert not torch.equal(old.decoder.conv_out.weight, new.decoder.conv_out.weight)  # the decoder learned
+
+    final = train(_cfg(tiny_data, tiny_vae, tmp_path / "run", steps=1))
+    dst = tmp_path / "shipped"
+    (dst / "training").mkdir(parents=True)
+    (dst / "training" / "notes.txt").write_text("kept")
+    export_pipeline(final, dst, vae=dec)
+    assert (dst / "training" / "notes.txt").read_text() == "kept"
+    shipped = AutoencoderKL.from_pretrained(dst / "vae", use_safetensors=True)
+    assert torch.equal(shipped.decoder.conv_out.weight, new.decoder.conv_out.weight.to(torch.bfloat16))
+    other = train_vae(VAETrainConfig(out=str(tmp_path / "other"), block_out_channels=(8, 16), latent_channels=4,
+                                     seed=1, **small))
+    with pytest.raises(ValueError, match="encoder"):
+        export_pipeline(final, tmp_path / "refused", vae=other)
+    assert not (tmp_path / "refused").exists()
+
+
 def _cfg(tiny_data, tiny_vae, out, steps=2):
     return TrainConfig(data=str(tiny_data / "d"), out=str(out), vae=str(tiny_vae), preset="tiny",
                        model={"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
