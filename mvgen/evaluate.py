@@ -45,10 +45,11 @@ def retrieval_distances(lpips_fn, gen, meshes: list, captions: list[str], camera
     import torch
 
     out = []
+    fgen = lpips_fn.features(gen)  # the generated views' features serve every caption
     for start in range(0, len(captions), chunk):
         part = range(start, min(start + chunk, len(captions)))
-        gts = torch.cat([render_truth(captions[j], cameras, meshes[j]) for j in part])
-        d = lpips_fn(gen.repeat(len(part), 1, 1, 1), gts)
+        fgt = lpips_fn.features(torch.cat([render_truth(captions[j], cameras, meshes[j]) for j in part]))
+        d = lpips_fn.distance([f.repeat(len(part), 1, 1, 1) for f in fgen], fgt)
         out.append(d.view(len(part), gen.shape[0]).mean(dim=1))
     return torch.cat(out)
 

@@ -70,6 +70,23 @@ class LPIPS:
         b = b.float().clamp(0, 1) * 2 - 1
         return self.net(a, b).flatten(1).mean(dim=1)
 
+    @torch.no_grad()
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Unit-normalised backbone features of images [B,3,H,W] in [0,1], one [B,C,h,w] map per layer: compute
+        them once for an image compared with many others (``distance``)."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"images must be [B,3,H,W], got {list(x.shape)}")
+        x = x.float().clamp(0, 1) * 2 - 1
+        if self.net.version == "0.1":
+            x = self.net.scaling_layer(x)
+        return [f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10) for f in self.net.net(x)]
+
+    @torch.no_grad()
+    def distance(self, fa: list[Tensor], fb: list[Tensor]) -> Tensor:
+        """[B] LPIPS from two images' ``features`` (equal to ``self(a, b)``): per layer, the learned channel weights
+        applied to squared feature differences, averaged over space, summed over layers."""
+        return sum(lin((a - b) ** 2).mean(dim=(1, 2, 3)) for lin, a, b in zip(self.net.lins, fa, fb))
+
 
 def _load_lpips():
     import lpips

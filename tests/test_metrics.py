@@ -66,3 +66,28 @@ def test_lpips_choice_follows_local_alexnet_weights(tmp_path, monkeypatch):
     present.write_bytes(b"")
     monkeypatch.setattr(metrics, "alexnet_weights_path", lambda: present)
     assert metrics.lpips_available_impl() == "lpips-alex-v0.1"
+
+
+def _lpips_package_with_random_weights():
+    """The ``lpips`` package's network (random AlexNet: its weights are not on this machine) — only for checking
+    that our feature path computes the package's own formula, never for a reported number."""
+    import lpips
+
+    lp = object.__new__(LPIPS)
+    lp.impl, lp.net = "lpips-alex-v0.1", lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False).eval()
+    return lp
+
+
+@pytest.mark.parametrize("which", ["shipped", "lpips-package"])
+def test_lpips_from_cached_features_equals_the_direct_distance(which):
+    lp = get_lpips() if which == "shipped" else _lpips_package_with_random_weights()
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(3, 3, 48, 40, generator=g)
+    b = (a + 0.2 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    fa, fb = lp.features(a), lp.features(b)
+    assert len(fa) == len(lp.net.lins) and fa[0].shape[0] == 3
+    direct = lp(a, b)
+    assert torch.allclose(lp.distance(fa, fb), direct, rtol=1e-5, atol=1e-6)
+    assert float(direct.abs().min()) > 0  # (random linear heads can weigh a layer negatively)
+    with pytest.raises(ValueError, match="B,3,H,W"):
+        lp.features(a[:, :2])
