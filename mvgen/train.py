@@ -30,6 +30,8 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 3e-4
     warmup: int = 200
+    lr_schedule: str = "constant"  # after warm-up: "constant", or "cosine" decay to lr_min at ``steps``
+    lr_min: float = 0.0
     weight_decay: float = 0.0
     steps: int = 6000
     ema_decay: float = 0.999  # upper bound; warm-up decay 1 - (1 + step)^(-2/3) early on
@@ -43,6 +45,23 @@ class TrainConfig:
     sample_steps: int = 20
     log_every: int = 10
     seed: int = 0
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based): linear warm-up, then constant or a cosine
+    decay that reaches ``lr_min`` at ``cfg.steps``."""
+    import math
+
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    floor = cfg.lr_min / cfg.lr
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def _batch_views(n_views: int, V: int, gen: torch.Generator) -> torch.Tensor:
@@ -136,9 +155,12 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     from mvgen.trainutil import LossLog, checkpoint_dirs, dump_config, resume_state, save_checkpoint
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if not 1 <= cfg.views_min <= cfg.views_max:
         raise ValueError(f"views_min/views_max must satisfy 1 <= min <= max, got {cfg.views_min}/{cfg.views_max}")
+    if cfg.lr_schedule not in LR_SCHEDULES or not 0 <= cfg.lr_min <= cfg.lr or cfg.warmup < 0:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES} with 0 <= lr_min <= lr and warmup >= 0, got "
+                         f"{cfg.lr_schedule!r}, lr_min={cfg.lr_min}, lr={cfg.lr}, warmup={cfg.warmup}")
+    out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available())
@@ -162,7 +184,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     ema = EMAModel(copy.deepcopy(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
                    power=2 / 3)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     model, opt, sched = acc.prepare(model, opt, sched)
     acc.register_for_checkpointing(ema)
     step = resume_state(acc, out, resume)

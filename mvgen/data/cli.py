@@ -1,6 +1,6 @@
 """`mvgen dataset`: render the procedural multiview dataset (design.md section 5).
 
-    mvgen dataset --out DIR --objects N [--views V] [--resolution R] [--elevation MIN MAX] [--seed S]
+    mvgen dataset --out DIR --objects N [--views V] [--resolution R] [--elevation MIN MAX] [--elevation-per-view] [--seed S]
                   [--workers W] [--preview]
 
 Resumable: run the same command again after an interruption and finished objects are skipped.
@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--resolution", type=int, default=128, help="square image size in pixels (16-1024, default 128)")
     p.add_argument("--elevation", type=float, nargs=2, metavar=("MIN", "MAX"), default=(10.0, 40.0),
                    help="per-object camera elevation range in degrees (default 10 40)")
+    p.add_argument("--elevation-per-view", action="store_true",
+                   help="draw every view's elevation from the range (default: one elevation per object)")
     p.add_argument("--seed", type=int, default=0, help="chooses the objects and their cameras (default 0)")
     p.add_argument("--workers", type=int, default=1, help="parallel render processes (default 1)")
     p.add_argument("--preview", action="store_true", help="also write DIR/preview.png (objects x views)")
@@ -35,7 +37,7 @@ def run(args) -> int:
     from .writer import contact_sheet
 
     cfg = DatasetConfig(views=args.views, resolution=args.resolution, elevation=tuple(args.elevation),
-                        seed=args.seed)
+                        elevation_per_view=args.elevation_per_view, seed=args.seed)
     result = generate_dataset(args.out, args.objects, cfg, workers=args.workers, progress=not args.quiet)
     out = Path(args.out)
     rate = result.written / result.seconds if result.seconds > 0 else float("inf")

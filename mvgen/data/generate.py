@@ -4,7 +4,9 @@ Objects: ``objects`` distinct captions, the first ones of a fixed seeded permuta
 (both splits; ``split`` is recorded in the index, training uses split == "train"), so a larger ``objects``
 extends a smaller run with the same seed. Cameras: per object, a start azimuth uniform in [0, 360) and one
 elevation uniform in [min, max] (seeded by the dataset seed and the object id), an orbit of ``views``
-evenly spaced views (mvgen.cameras.orbit, default radius and field of view).
+evenly spaced views (mvgen.cameras.orbit, default radius and field of view). With ``elevation_per_view``
+every view draws its own elevation from [min, max] instead, so one object is seen from several heights
+(a view subset then varies in elevation as well as azimuth: a stronger camera signal for training).
 Object ids are the caption slugs ("tall_blue_vase_with_white_stripe"), so they name their content.
 """
 
@@ -38,6 +40,7 @@ class DatasetConfig:
     views: int = 16  # orbit views per object (training picks subsets later)
     resolution: int = 128  # square images, pixels
     elevation: tuple[float, float] = (10.0, 40.0)  # degrees; each object draws one elevation from this range
+    elevation_per_view: bool = False  # True: each view draws its own elevation from ``elevation``
     seed: int = 0  # chooses the objects and every object's cameras
     supersample: int = 2  # s x s rays per pixel: anti-aliased edges, fractional alpha
     radius: float = DEFAULT_RADIUS  # camera distance (objects fit in the unit sphere)
@@ -55,6 +58,8 @@ class DatasetConfig:
         if (len(e) != 2 or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in e)
                 or not -89.0 <= e[0] <= e[1] <= 89.0):
             raise ValueError(f"--elevation MIN MAX must be finite with -89 <= MIN <= MAX <= 89 degrees, got {list(e)}")
+        if not isinstance(self.elevation_per_view, bool):
+            raise ValueError(f"elevation_per_view must be true or false, got {self.elevation_per_view!r}")
         if not isinstance(self.seed, int):
             raise ValueError(f"--seed must be an integer, got {self.seed!r}")
         if not (isinstance(self.supersample, int) and 1 <= self.supersample <= 8):
@@ -63,6 +68,8 @@ class DatasetConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["elevation"] = list(self.elevation)
+        if not self.elevation_per_view:  # datasets made before the option existed resume unchanged
+            del d["elevation_per_view"]
         return d
 
 
@@ -71,6 +78,8 @@ def object_cameras(object_id: str, cfg: DatasetConfig) -> tuple[Cameras, dict]:
     rng = random.Random(f"{cfg.seed}:{object_id}")
     elevation = rng.uniform(*cfg.elevation)
     azimuth = rng.uniform(0.0, 360.0)
+    if cfg.elevation_per_view:
+        elevation = [elevation] + [rng.uniform(*cfg.elevation) for _ in range(cfg.views - 1)]
     cams = orbit(cfg.views, elevation=elevation, azimuth_start=azimuth, radius=cfg.radius, fov_deg=cfg.fov_deg,
                  width=cfg.resolution)
     return cams, {"elevation_deg": elevation, "azimuth_start_deg": azimuth, "radius": cfg.radius}
@@ -120,10 +129,10 @@ def prepare_out_dir(out: Path, cfg: DatasetConfig) -> None:
         if old.get("format") != new["format"]:
             raise ValueError(f"--out {out} was rendered by generator version {old.get('format')!r}, this is "
                              f"{new['format']!r}: its images would not match new ones; use another --out")
-        for key, value in new.items():
-            if old.get(key) != value:
+        for key in [*new, *(k for k in old if k not in new)]:
+            if old.get(key) != new.get(key):
                 raise ValueError(f"--out {out} holds a dataset made with {key}={old.get(key)!r}, this run asks for "
-                                 f"{key}={value!r}: use the same settings to resume, or another --out")
+                                 f"{key}={new.get(key)!r}: use the same settings to resume, or another --out")
         return
     if out.is_dir() and any(out.iterdir()):
         raise ValueError(f"--out {out}: folder is not empty and holds no mvgen dataset (dataset.json); "

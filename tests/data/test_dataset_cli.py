@@ -84,6 +84,25 @@ def test_resume_skips_done_objects_and_repairs_interrupted_ones(dataset, tmp_pat
     assert [r["id"] for r in _index(out)][:6] == [r["id"] for r in rows] and len(_index(out)) == 8
 
 
+def test_elevation_per_view_varies_the_height_of_each_view_and_keeps_the_objects(dataset, tmp_path, capsys):
+    out = tmp_path / "pv"
+    assert _make(out, "--elevation-per-view") == 0
+    assert json.loads((out / "dataset.json").read_text())["elevation_per_view"] is True
+    assert "elevation_per_view" not in json.loads((dataset / "dataset.json").read_text())  # old datasets resume
+    assert [r["caption"] for r in _index(out)] == [r["caption"] for r in _index(dataset)]  # same objects
+    spread = []
+    for r in _index(out):
+        meta = json.loads((out / r["id"] / "transforms.json").read_text())
+        elev = np.array(meta["elevation_deg"])
+        assert elev.shape == (4,) and ((elev >= 10.0) & (elev <= 40.0)).all()
+        centers = load_views(out / r["id"]).cameras.centers.numpy()
+        assert np.allclose(np.degrees(np.arcsin(centers[:, 2] / 3.2)), elev, atol=1e-3)  # cameras at those heights
+        spread.append(np.ptp(elev))
+    assert max(spread) > 5.0
+    assert _make(out) == 2  # resuming a per-view dataset without the flag
+    assert "elevation_per_view" in capsys.readouterr().err
+
+
 def test_workers_write_the_same_files_as_one_process(tmp_path):
     args = ["--objects", "3", "--views", "2", "--resolution", "32", "--seed", "5", "--quiet"]
     assert main(["dataset", "--out", str(tmp_path / "a"), *args]) == 0

@@ -114,6 +114,33 @@ def test_train_two_steps_writes_a_loadable_pipeline_and_resumes(tiny_data, tiny_
         train(_cfg(tiny_data, tiny_vae, tmp_path / "run", steps=4))
 
 
+def test_lr_factor_warms_up_then_decays_to_lr_min():
+    from mvgen.train import lr_factor
+
+    cfg = TrainConfig(lr=1e-3, lr_min=1e-4, warmup=10, steps=110, lr_schedule="cosine")
+    f = [lr_factor(s, cfg) for s in range(111)]
+    assert f[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert f[10] == pytest.approx(1.0) and f[60] == pytest.approx(0.55) and f[110] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))  # monotone after warm-up
+    constant = TrainConfig(lr=1e-3, warmup=10, steps=110)
+    assert [lr_factor(s, constant) for s in (10, 50, 110)] == [1.0, 1.0, 1.0]
+
+
+def test_cosine_run_logs_the_scheduled_lr_and_bad_schedules_are_refused(tiny_data, tiny_vae, tmp_path):
+    from mvgen.train import lr_factor
+
+    cfg = _cfg(tiny_data, tiny_vae, tmp_path / "run", steps=4)
+    cfg.lr, cfg.lr_min, cfg.lr_schedule = 1e-3, 1e-4, "cosine"
+    train(cfg)
+    rows = [line.split(",") for line in (tmp_path / "run" / "loss.csv").read_text().splitlines()]
+    lr = [float(r[rows[0].index("lr")]) for r in rows[1:]]
+    assert lr == pytest.approx([1e-3 * lr_factor(k, cfg) for k in (1, 2, 3, 4)]) and lr[-1] == pytest.approx(1e-4)
+    for bad in ({"lr_schedule": "linear"}, {"lr_min": 1.0}, {"warmup": -1}):
+        with pytest.raises(ValueError, match="lr_schedule"):
+            train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "bad"), **bad}))
+        assert not (tmp_path / "bad").exists()
+
+
 def test_generate_command_writes_all_files(tiny_data, tiny_vae, tmp_path):
     from mvgen.cameras import load_views
 
