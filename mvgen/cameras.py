@@ -21,11 +21,18 @@ from typing import Sequence
 
 import torch
 
+from mvgen.checks import check_int
+from mvgen.checks import short_repr as _short
+from mvgen.fileio import atomic_write_text  # the one implementation (mvgen/fileio.py, also a leaf)
+
 # OpenGL camera axes -> OpenCV camera axes (flip Y and Z).
 _GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
 
 DEFAULT_RADIUS = 3.2  # objects are normalised to the unit sphere; this keeps them inside a 40 deg view
 DEFAULT_FOV_DEG = 40.0
+MAX_IMAGE_SIDE = 1 << 16  # w / h in transforms.json (PNG allows 2**31; no view of ours comes near this)
+MAX_IMAGE_PIXELS = 1 << 26  # 67 MP (8192²): larger views are refused from their header, before decoding
+IMAGE_FORMATS = ("PNG", "JPEG")
 
 
 class CameraError(ValueError):
@@ -160,6 +167,16 @@ def orbit(
     return Cameras(c2w, K, width, height)
 
 
+def orbit_angles(cameras: Cameras) -> tuple[list[float], list[float]]:
+    """(azimuths, elevations) in degrees of each camera centre, the inverse of ``orbit_positions``: azimuth 0
+    on -Y (front), 90 on +X, in [0, 360); elevation above the XY plane."""
+    c = cameras.centers
+    r = c.norm(dim=-1).clamp_min(1e-12)
+    az = torch.rad2deg(torch.atan2(c[:, 0], -c[:, 1])) % 360.0
+    el = torch.rad2deg(torch.asin((c[:, 2] / r).clamp(-1.0, 1.0)))
+    return az.tolist(), el.tolist()
+
+
 def c2w_to_viewmat(c2w: torch.Tensor) -> torch.Tensor:
     """OpenGL camera-to-world [...,4,4] -> OpenCV world-to-camera [...,4,4] (gsplat ``viewmats``)."""
     return torch.linalg.inv(c2w @ _GL_TO_CV.to(c2w))
@@ -231,34 +248,38 @@ def read_transforms(path: str | os.PathLike) -> tuple[Cameras, list[Path]]:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
         raise CameraError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except OSError as e:  # a folder, no permission, a failing disk: name the file (e.strerror drops it)
+        raise CameraError(f"{path}: cannot read ({e.strerror or e})") from None
+    except RecursionError:
+        raise CameraError(f"{path}: not valid JSON (nested too deeply)") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, or an integer of > 4300 digits
         raise CameraError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
         raise CameraError(f"{path}: needs a non-empty 'frames' list")
     root = path.parent
     files, c2ws, Ks = [], [], []
-    width = meta.get("w")
-    height = meta.get("h")
+    width = _size_field(meta, "w", path)
+    height = _size_field(meta, "h", path)
     for i, frame in enumerate(meta["frames"]):
         if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
             raise CameraError(f"{path}: frames[{i}] needs 'file_path' and 'transform_matrix'")
         files.append(_resolve_image(root, frame["file_path"], path, i))
         try:
             m = torch.tensor(frame["transform_matrix"], dtype=torch.float32)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, RuntimeError):
             raise CameraError(f"{path}: frames[{i}].transform_matrix is not a 4x4 matrix of numbers") from None
         if m.shape != (4, 4):
             raise CameraError(f"{path}: frames[{i}].transform_matrix must be 4x4, got {list(m.shape)}")
         c2ws.append(m)
     if width is None or height is None:
-        from PIL import Image
-
-        with Image.open(files[0]) as im:
-            width, height = im.size
-    width, height = int(width), int(height)
+        width, height = image_header(files[0])[:2]
     for i, frame in enumerate(meta["frames"]):
         Ks.append(_frame_intrinsics({**meta, **frame}, width, height, path, i))
-    cams = Cameras(torch.stack(c2ws), torch.stack(Ks), width, height)
+    try:
+        cams = Cameras(torch.stack(c2ws), torch.stack(Ks), width, height)
+    except CameraError as e:  # name the file and the field as transforms.json spells them
+        raise CameraError(f"{path}: " + str(e).replace("c2w", "transform_matrix").replace("camera(s)", "frames")) \
+            from None
     return cams, files
 
 
@@ -270,32 +291,60 @@ def _frame_intrinsics(d: dict, width: int, height: int, path: Path, i: int) -> t
             cx = float(d.get("cx", width / 2))
             cy = float(d.get("cy", height / 2))
         elif "camera_angle_x" in d:
-            angle = float(d["camera_angle_x"])
-            if not (0 < angle < math.pi):
-                raise CameraError(f"{path}: camera_angle_x must be in (0, pi) radians, got {angle}")
-            fx = 0.5 * width / math.tan(angle / 2)
-            fy = 0.5 * height / math.tan(float(d["camera_angle_y"]) / 2) if "camera_angle_y" in d else fx
+            fx = 0.5 * width / math.tan(_angle_field(d, "camera_angle_x", path, i) / 2)
+            fy = 0.5 * height / math.tan(_angle_field(d, "camera_angle_y", path, i) / 2) \
+                if "camera_angle_y" in d else fx
             cx, cy = float(d.get("cx", width / 2)), float(d.get("cy", height / 2))
         else:
             raise CameraError(f"{path}: frames[{i}] has no intrinsics (camera_angle_x or fl_x)")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError) as e:
+        if isinstance(e, CameraError):
+            raise
         raise CameraError(f"{path}: intrinsics of frames[{i}] are not numbers") from None
     if not all(math.isfinite(v) for v in (fx, fy, cx, cy)) or fx <= 0 or fy <= 0:
         raise CameraError(f"{path}: frames[{i}] focal length must be positive and finite (fx={fx}, fy={fy})")
     return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def _resolve_image(root: Path, file_path: str, path: Path, i: int) -> Path:
+def _size_field(meta: dict, key: str, path: Path) -> int | None:
+    """transforms.json ``w`` / ``h``: None when absent, else a whole number in 1..MAX_IMAGE_SIDE."""
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        return check_int(key, value, 1, MAX_IMAGE_SIDE)
+    except ValueError as e:
+        raise CameraError(f"{path}: {e} (image {'width' if key == 'w' else 'height'} in pixels)") from None
+
+
+def _angle_field(d: dict, key: str, path: Path, i: int) -> float:
+    """A field of view in radians, in (0, pi) (0 would divide by zero, pi looks at infinity)."""
+    angle = float(d[key])
+    if not (0 < angle < math.pi):
+        raise CameraError(f"{path}: frames[{i}] {key} must be in (0, pi) radians, got {angle}")
+    return angle
+
+
+def _resolve_image(root: Path, file_path, path: Path, i: int) -> Path:
+    if not isinstance(file_path, str) or not file_path.strip():
+        raise CameraError(f"{path}: frames[{i}].file_path must be a relative image path (text), "
+                          f"got {_short(file_path)}")
+    if "\0" in file_path:
+        raise CameraError(f"{path}: frames[{i}].file_path contains a NUL character")
     p = root / file_path
-    if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.is_file():
-        return p
-    for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG"):
-        q = p.with_name(p.name + ext)
-        if q.is_file():
-            return q
-    if p.is_file():
-        return p
-    raise CameraError(f"{path}: frames[{i}] image '{file_path}' not found")
+    try:
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.is_file():
+            return p
+        for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG"):
+            q = p.with_name(p.name + ext)
+            if q.is_file():
+                return q
+        if p.is_file():
+            return p
+    except (OSError, ValueError) as e:  # a name too long for the file system, ...
+        raise CameraError(f"{path}: frames[{i}].file_path {_short(file_path)} cannot be used "
+                          f"({getattr(e, 'strerror', None) or e})") from None
+    raise CameraError(f"{path}: frames[{i}] image {_short(file_path)} not found")
 
 
 @dataclass
@@ -325,32 +374,87 @@ def find_transforms(folder: str | os.PathLike) -> Path:
     raise CameraError(f"{folder}: no transforms.json or transforms_train.json found")
 
 
-def load_views(folder: str | os.PathLike, downscale: float = 1.0) -> PosedViews:
+def image_header(path: str | os.PathLike, max_pixels: int | None = MAX_IMAGE_PIXELS) -> tuple[int, int, str]:
+    """(width, height, format) of a PNG or JPEG from its header only: nothing is decoded. CameraError naming the
+    file when it cannot be read, is another format, or has more than ``max_pixels`` pixels (None: no limit)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
+            with Image.open(path) as im:
+                (w, h), fmt = im.size, im.format
+    except Image.DecompressionBombError:  # PIL refuses > 2 x Image.MAX_IMAGE_PIXELS before we see the size
+        raise CameraError(f"{path}: image has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP; the limit is "
+                          f"{(max_pixels or Image.MAX_IMAGE_PIXELS) / 1e6:.1f} MP per image") from None
+    except UnidentifiedImageError:
+        raise CameraError(f"{path}: not an image (views must be PNG or JPEG)") from None
+    except (OSError, ValueError, SyntaxError) as e:  # SyntaxError: PIL's word for a broken header
+        raise CameraError(f"{path}: cannot read image ({getattr(e, 'strerror', None) or e})") from None
+    if fmt not in IMAGE_FORMATS:
+        raise CameraError(f"{path}: image is {fmt}; views must be PNG or JPEG")
+    if max_pixels is not None and w * h > max_pixels:
+        raise CameraError(f"{path}: image is {w}x{h} ({w * h / 1e6:.1f} MP); the limit is "
+                          f"{max_pixels / 1e6:.1f} MP per image")
+    return w, h, fmt
+
+
+def check_images(files: Sequence[Path], width: int | None = None, height: int | None = None,
+                 max_pixels: int | None = MAX_IMAGE_PIXELS, max_total_pixels: int | None = None) -> int:
+    """Check view files from their headers before anything is decoded: PNG or JPEG, ``width`` x ``height``
+    (when given), at most ``max_pixels`` each and ``max_total_pixels`` together (None: no limit). Raises
+    CameraError naming the file and the limit; returns the total number of pixels."""
+    total = 0
+    for f in files:
+        w, h, _ = image_header(f, max_pixels)
+        if width is not None and height is not None and (w, h) != (width, height):
+            raise CameraError(f"{f}: image is {w}x{h}, transforms.json says {width}x{height}")
+        total += w * h
+        if max_total_pixels is not None and total > max_total_pixels:
+            raise CameraError(f"{f}: the views add up to more than {max_total_pixels / 1e6:.1f} MP (the limit for "
+                              f"all views together) at this file")
+    return total
+
+
+def _read_rgba(path: Path, size: tuple[int, int]) -> torch.Tensor:
+    """[4,H,W] float RGBA in [0,1] of an image checked by ``image_header``, shrunk to ``size`` (area filter).
+    JPEGs decode reduced (``draft``: DCT scaling to the smallest power-of-2 size >= ``size``); the full-size
+    image is never converted or copied, only the shrunk one."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.size != size:
+                im.draft(None, size)  # JPEG only; a no-op for PNG
+            if im.mode not in ("RGB", "RGBA", "L", "LA"):
+                im = im.convert("RGBA")
+            if im.size != size:
+                im = im.resize(size, Image.Resampling.BOX)
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # truncated or corrupt data
+        raise CameraError(f"{path}: cannot read image ({getattr(e, 'strerror', None) or e})") from None
+    return torch.from_numpy(rgba).permute(2, 0, 1)
+
+
+def load_views(folder: str | os.PathLike, downscale: float = 1.0, max_pixels: int | None = MAX_IMAGE_PIXELS,
+               max_total_pixels: int | None = None) -> PosedViews:
     """Read a posed-image folder (ours or NeRF-synthetic style): RGBA images and cameras.
 
     The one loader used by training data, reconstruction and evaluation. ``downscale`` > 1 shrinks images
-    (area filter) and intrinsics together. All images must have the size transforms.json states.
+    (area filter) and intrinsics together. All images must have the size transforms.json states; every header is
+    checked (``check_images``: format, size, ``max_pixels`` each, ``max_total_pixels`` together) before the first
+    image is decoded, and large views are decoded reduced where the format allows (``_read_rgba``).
     """
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
+    if isinstance(downscale, bool) or not isinstance(downscale, (int, float)) or not math.isfinite(downscale) \
+            or downscale < 1.0:
+        raise CameraError(f"downscale must be a finite number >= 1, got {downscale!r}")
     cams, files = read_transforms(find_transforms(folder))
-    if not downscale >= 1.0:
-        raise CameraError(f"downscale must be >= 1, got {downscale}")
     W, H = max(1, round(cams.width / downscale)), max(1, round(cams.height / downscale))
-    images = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                if im.size != (cams.width, cams.height):
-                    raise CameraError(f"{f}: image is {im.size[0]}x{im.size[1]}, transforms.json says "
-                                      f"{cams.width}x{cams.height}")
-                im = im.convert("RGBA")
-                if (W, H) != im.size:
-                    im = im.resize((W, H), Image.Resampling.BOX)
-                images.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1))
-        except (UnidentifiedImageError, OSError) as e:
-            raise CameraError(f"{f}: cannot read image ({e})") from None
+    check_images(files, cams.width, cams.height, max_pixels, max_total_pixels)
+    images = [_read_rgba(f, (W, H)) for f in files]
     if (W, H) != (cams.width, cams.height):
         cams = cams.resized(W, H)
     return PosedViews(torch.stack(images), cams, files)
@@ -388,10 +492,3 @@ def _intrinsics_dict(K: torch.Tensor, width: int) -> dict:
     fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
     return {"camera_angle_x": 2 * math.atan(0.5 * width / fx), "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy}
 
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary name in the same folder, then rename: readers never see a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -58,8 +58,10 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
                         seed: int = 0, out: Path | None = None, progress=None) -> dict:
     import torch
 
+    from mvgen.checks import check_seed
     from mvgen.metrics import get_lpips, psnr, ssim
 
+    check_seed(seed)  # seeds every caption's rig (numpy) and generator (torch): 0..2**63-1
     lpips_fn = get_lpips()
     lpips_impl = lpips_fn.impl
     size = pipe.image_size
@@ -116,16 +118,26 @@ def register(sub) -> None:
     g.add_argument("--json", help="write the report here")
     g.add_argument("--grids", help="folder for generated-vs-truth grid PNGs")
     g.set_defaults(func=_run)
+    from mvgen.evaluate_asset import add_parser
+    from mvgen.evaluate_attributes import add_parsers
+
+    add_parser(what)
+    add_parsers(what)
 
 
 def _run(args) -> int:
     from tqdm.auto import tqdm
 
     from mvgen.data.captions import example_captions
+    from mvgen.fileio import check_output_file
     from mvgen.generate import load_pipeline
 
     if args.limit < 2:
         raise ValueError("--limit must be at least 2 (retrieval needs more than one caption)")
+    if args.json:  # output paths are checked before the model loads and the prompts run
+        check_output_file(args.json, "--json")
+    if args.grids and Path(args.grids).exists() and not Path(args.grids).is_dir():
+        raise ValueError(f"--grids {args.grids}: is a file, not a folder")
     pipe, path = load_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)
     captions = example_captions(args.split, args.limit, seed=args.seed)
@@ -141,7 +153,7 @@ def _run(args) -> int:
     print(f"| {args.split} | {rep['n']} | {rep['views']} | {rep['psnr']:.2f} | {rep['ssim']:.3f} | {rep['lpips']:.3f} "
           f"| {100 * rep['retrieval_top1']:.0f}% | {rep['seconds_per_prompt']:.1f} |")
     if args.json:
-        from mvgen.trainutil import atomic_write
+        from mvgen.fileio import atomic_write_text
 
-        atomic_write(args.json, json.dumps(rep, indent=2))
+        atomic_write_text(args.json, json.dumps(rep, indent=2))
     return 0

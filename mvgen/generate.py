@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -60,40 +59,49 @@ def write_views(out: Path, images: np.ndarray, cameras, extra: dict | None = Non
 
 def generate_to_folder(pipe, prompt: str, out: Path, *, views: int = 8, elevation: float = 20.0, steps: int = 20,
                        guidance: float = 3.0, seed: int = 0, cameras=None, model_path: Path | None = None,
-                       callback=None) -> dict:
-    """Run the pipeline and write everything into ``out`` (built in a temp folder, then renamed)."""
+                       callback=None, overwrite: bool = False) -> dict:
+    """Run the pipeline and write everything into ``out``, built in a temp folder and renamed on success.
+
+    An existing ``out`` is replaced only if it is an earlier `mvgen generate` output, or with ``overwrite``
+    (``mvgen.fileio.OutputExistsError`` otherwise, before the pipeline runs).
+    """
+    from mvgen.fileio import build_output_dir
+
+    with build_output_dir(out, "generate", overwrite) as tmp:
+        return write_generation(pipe, prompt, tmp, views=views, elevation=elevation, steps=steps,
+                                guidance=guidance, seed=seed, cameras=cameras, model_path=model_path,
+                                callback=callback)
+
+
+def write_generation(pipe, prompt: str, folder: Path, *, views: int = 8, elevation: float = 20.0, steps: int = 20,
+                     guidance: float = 3.0, seed: int = 0, cameras=None, model_path: Path | None = None,
+                     callback=None) -> dict:
+    """Run the pipeline and write views/, transforms.json, grid.png and manifest.json into ``folder`` (an existing
+    folder being built, e.g. by ``mvgen.fileio.build_output_dir``); returns the manifest."""
     import torch
 
+    from mvgen.checks import check_seed
     from mvgen.imageutil import grid, save_png
     from mvgen.pipeline import model_hash
 
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        t0 = time.time()
-        res = pipe(prompt, cameras=cameras, num_views=views, elevation=elevation, num_inference_steps=steps,
-                   guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
-                   callback_on_step_end=callback)
-        t_gen = time.time() - t0
-        images = res.images[0]
-        write_views(tmp, images, res.cameras)
-        azim = _azimuths(res.cameras)
-        save_png(grid([list(images)], col_labels=[f"az {a:.0f}" for a in azim]), tmp / "grid.png")
-        manifest = {
-            "prompt": prompt, "seed": seed, "views": len(images), "elevation": elevation, "steps": steps,
-            "guidance": guidance, "model": str(model_path) if model_path else None,
-            "model_hash": model_hash(model_path) if model_path else None, "image_size": int(images.shape[1]),
-            "seconds": {"generate": round(t_gen, 3)}, "azimuths_deg": azim,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    folder = Path(folder)
+    seed = check_seed(seed)
+    t0 = time.time()
+    res = pipe(prompt, cameras=cameras, num_views=views, elevation=elevation, num_inference_steps=steps,
+               guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
+               callback_on_step_end=callback)
+    t_gen = time.time() - t0
+    images = res.images[0]
+    write_views(folder, images, res.cameras)
+    azim = _azimuths(res.cameras)
+    save_png(grid([list(images)], col_labels=[f"az {a:.0f}" for a in azim]), folder / "grid.png")
+    manifest = {
+        "prompt": prompt, "seed": seed, "views": len(images), "elevation": elevation, "steps": steps,
+        "guidance": guidance, "model": str(model_path) if model_path else None,
+        "model_hash": model_hash(model_path) if model_path else None, "image_size": int(images.shape[1]),
+        "seconds": {"generate": round(t_gen, 3)}, "azimuths_deg": azim,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
@@ -118,7 +126,10 @@ def load_pipeline(model: str | Path | None = None):
 def register(sub) -> None:
     p = sub.add_parser("generate", help="prompt -> multiview images + cameras", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("prompt", help='e.g. "a red mug" (see README for the default model\'s vocabulary)')
-    p.add_argument("--out", required=True, help="output folder (views/, grid.png, transforms.json, manifest.json)")
+    p.add_argument("--out", required=True, help="output folder (views/, grid.png, transforms.json, manifest.json); "
+                   "an existing one is replaced only if it is an earlier `mvgen generate` output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it is not an earlier output (only once this run has succeeded)")
     p.add_argument("--views", type=int, default=8, help="number of orbit views (1-32)")
     p.add_argument("--elevation", type=float, default=20.0, help="camera elevation in degrees")
     p.add_argument("--cameras", help="a transforms.json whose cameras to use instead of the orbit")
@@ -131,13 +142,16 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     from mvgen.cameras import read_transforms
+    from mvgen.fileio import prepare_output_dir
 
+    out = prepare_output_dir(args.out, "generate", args.overwrite)  # refuse before the model loads
     cameras = read_transforms(args.cameras)[0] if args.cameras else None
     pipe, path = load_pipeline(args.model)
     warn = vocabulary_warning(args.prompt, path)
     if warn:
         print(f"warning: {warn}", file=sys.stderr)
-    m = generate_to_folder(pipe, args.prompt, Path(args.out), views=args.views, elevation=args.elevation,
-                           steps=args.steps, guidance=args.guidance, seed=args.seed, cameras=cameras, model_path=path)
-    print(f"wrote {args.out}: {m['views']} views in {m['seconds']['generate']:.1f} s (grid: {Path(args.out) / 'grid.png'})")
+    m = generate_to_folder(pipe, args.prompt, out, views=args.views, elevation=args.elevation,
+                           steps=args.steps, guidance=args.guidance, seed=args.seed, cameras=cameras,
+                           model_path=path, overwrite=args.overwrite)
+    print(f"wrote {out}: {m['views']} views in {m['seconds']['generate']:.1f} s (grid: {out / 'grid.png'})")
     return 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
+
+from mvgen.fileio import atomic_path
 
 
 def to_uint8(img) -> np.ndarray:
@@ -45,9 +46,7 @@ def save_png(img, path: str | os.PathLike) -> None:
     """Save a PIL image or array atomically."""
     from PIL import Image
 
-    path = Path(path)
     if not hasattr(img, "save"):
         img = Image.fromarray(to_uint8(img))
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    img.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

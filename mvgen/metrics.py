@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 SSIM_WINDOW = 11
+MIN_LPIPS_SIZE = 32  # AlexNet's strided layers: ST-LPIPS fails below 24 px; 32 is safe for both implementations
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1 file name
 LPIPS_IMPLS = ("lpips-alex-v0.1", "stlpips-alex-shift-tolerant")
 
@@ -26,6 +27,19 @@ def _check_pair(a: Tensor, b: Tensor) -> None:
         raise ValueError(f"images must have the same shape, got {list(a.shape)} and {list(b.shape)}")
     if a.dim() != 4 or a.shape[1] != 3:
         raise ValueError(f"images must be [B,3,H,W], got {list(a.shape)}")
+
+
+def min_image_size(with_lpips: bool = True) -> int:
+    """The smallest image side SSIM (its window) and, ``with_lpips``, LPIPS (its network) can score."""
+    return MIN_LPIPS_SIZE if with_lpips else SSIM_WINDOW
+
+
+def check_image_size(height: int, width: int, with_lpips: bool = True, what: str = "images") -> None:
+    """ValueError naming ``what`` when ``height`` x ``width`` is too small to score (see ``min_image_size``)."""
+    need = min_image_size(with_lpips)
+    if min(height, width) < need:
+        raise ValueError(f"{what} are {width}x{height} px; {'LPIPS' if with_lpips else 'SSIM'} needs at least "
+                         f"{need} px on each side")
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -40,6 +54,7 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
     from kornia.metrics import ssim as kornia_ssim
 
     _check_pair(a, b)
+    check_image_size(a.shape[2], a.shape[3], with_lpips=False)
     return kornia_ssim(a.float(), b.float(), SSIM_WINDOW).flatten(1).mean(dim=1)
 
 
@@ -66,6 +81,7 @@ class LPIPS:
     @torch.no_grad()
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         _check_pair(a, b)
+        check_image_size(a.shape[2], a.shape[3], with_lpips=True)
         a = a.float().clamp(0, 1) * 2 - 1
         b = b.float().clamp(0, 1) * 2 - 1
         return self.net(a, b).flatten(1).mean(dim=1)

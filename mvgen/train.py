@@ -37,6 +37,7 @@ class TrainConfig:
     ema_decay: float = 0.999  # upper bound; warm-up decay 1 - (1 + step)^(-2/3) early on
     init_from: str | None = None  # pipeline folder whose transformer weights start a fresh run (fine-tuning)
     caption_dropout: float = 0.1  # probability of training on the empty prompt (for guidance)
+    caption_augment: float = 0.0  # share of captions rewritten in free wording (mvgen.data.wording.paraphrase)
     logit_normal_std: float = 1.0  # timestep density: sigmoid(N(0, std)) as in SD3
     mixed_precision: str = "bf16"  # autocast dtype on CPU/GPU; "no" for fp32
     gradient_checkpointing: bool = False
@@ -115,21 +116,51 @@ class LatentCache:
             e, m = encode_text(tokenizer, text_encoder, uniq[i:i + 64])
             emb += list(e)
             mask += list(m)
-        T = max(len(m) for m in mask)
-        self.text = {c: (torch.nn.functional.pad(e, (0, 0, 0, T - len(e))), torch.nn.functional.pad(m, (0, T - len(m))))
-                     for c, e, m in zip(uniq, emb, mask)}
+        # Embeddings trimmed to their own tokens; a batch pads to its longest caption.
+        self.text = {c: e[m.bool()] for c, e, m in zip(uniq, emb, mask)}
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
+        self.specs = [_spec_or_none(c) for c in self.captions]
 
-    def batch(self, B: int, V: int, dropout: float, gen: torch.Generator):
+    def batch(self, B: int, V: int, dropout: float, gen: torch.Generator, augment: float = 0.0):
+        """(latents [B,V,C,h,w], Plücker [B,V,6,h,w], caption embeddings [B,T,D], mask [B,T]).
+
+        A share ``augment`` of the (non-dropped) captions is rewritten by ``mvgen.data.wording.paraphrase``
+        and encoded here (the text encoder is small next to a training step)."""
+        import random
+
         import torch
+
+        from mvgen.data.wording import paraphrase
+        from mvgen.text import encode_text
 
         idx = torch.randint(len(self.latents), (B,), generator=gen)
         views = torch.stack([_batch_views(self.latents.shape[1], V, gen) for _ in range(B)])
         lat = torch.stack([self.latents[i, v] for i, v in zip(idx, views)])
         pl = torch.stack([self.plucker[i, v] for i, v in zip(idx, views)])
         caps = ["" if torch.rand(1, generator=gen).item() < dropout else self.captions[i] for i in idx]
-        emb = torch.stack([self.text[c][0] for c in caps])
-        mask = torch.stack([self.text[c][1] for c in caps])
+        rng = random.Random(int(torch.randint(2 ** 31, (1,), generator=gen)))
+        rewrite = [k for k, (c, i) in enumerate(zip(caps, idx)) if c and self.specs[i] is not None
+                   and rng.random() < augment]
+        embs = [self.text[c] for c in caps]
+        if rewrite:
+            e, m = encode_text(self.tokenizer, self.text_encoder,
+                               [paraphrase(self.specs[idx[k]], rng) for k in rewrite])
+            for k, ek, mk in zip(rewrite, e, m):
+                embs[k] = ek[mk.bool()]
+        T = max(len(e) for e in embs)
+        emb = torch.stack([torch.nn.functional.pad(e, (0, 0, 0, T - len(e))) for e in embs])
+        mask = torch.stack([torch.arange(T) < len(e) for e in embs]).long()
         return lat, pl, emb, mask
+
+
+def _spec_or_none(caption: str):
+    """The ObjectSpec of a caption of our grammar, else None (a user's own captions are never rewritten)."""
+    from mvgen.data.captions import CaptionError, parse_caption
+
+    try:
+        return parse_caption(caption) if caption else None
+    except CaptionError:
+        return None
 
 
 def build_transformer(cfg: TrainConfig, latent_channels: int, latent_size: int):
@@ -157,6 +188,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     out = Path(cfg.out)
     if not 1 <= cfg.views_min <= cfg.views_max:
         raise ValueError(f"views_min/views_max must satisfy 1 <= min <= max, got {cfg.views_min}/{cfg.views_max}")
+    if not 0.0 <= cfg.caption_augment <= 1.0:
+        raise ValueError(f"caption_augment must be in [0, 1], got {cfg.caption_augment}")
     if cfg.lr_schedule not in LR_SCHEDULES or not 0 <= cfg.lr_min <= cfg.lr or cfg.warmup < 0:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES} with 0 <= lr_min <= lr and warmup >= 0, got "
                          f"{cfg.lr_schedule!r}, lr_min={cfg.lr_min}, lr={cfg.lr}, warmup={cfg.warmup}")
@@ -200,7 +233,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     while step < stop:
         V = int(torch.randint(cfg.views_min, cfg.views_max + 1, (1,), generator=gen))
         for _ in range(cfg.grad_accum):
-            lat, pl, emb, mask = (t.to(acc.device) for t in cache.batch(cfg.batch_size, V, cfg.caption_dropout, gen))
+            batch = cache.batch(cfg.batch_size, V, cfg.caption_dropout, gen, cfg.caption_augment)
+            lat, pl, emb, mask = (t.to(acc.device) for t in batch)
             noise = torch.randn(lat.shape, generator=gen).to(acc.device)
             s = torch.sigmoid(torch.randn(lat.shape[0], generator=gen) * cfg.logit_normal_std).to(acc.device)
             x_t = (1 - s.view(-1, 1, 1, 1, 1)) * lat + s.view(-1, 1, 1, 1, 1) * noise
@@ -290,34 +324,48 @@ def _run(args) -> int:
     return 0
 
 
-def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16", vae: str | Path | None = None) -> Path:
+def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16", vae: str | Path | None = None,
+                    overwrite: bool = False) -> Path:
     """Copy a checkpoint's pipeline folder to ``dst`` with the transformer and VAE weights stored in ``dtype``
     (the shipped model keeps its files small this way; loading casts back to float32). ``vae``: an AutoencoderKL
     folder to ship instead of the checkpoint's, allowed only with the same encoder (a decoder fine-tune, see
     configs/vae_decoder.yaml): the transformer was trained on that encoder's latents. A ``training/`` folder already
-    in ``dst`` (configs, curves, reports) is kept."""
+    in ``dst`` (configs, curves, reports) is kept. An existing ``dst`` is replaced (built under a temporary name,
+    renamed when complete) only if it is an earlier export, or with ``overwrite``."""
     import shutil
 
     import torch
 
+    from mvgen.fileio import build_output_dir, prepare_output_dir
     from mvgen.pipeline import PTDiTMultiViewPipeline
 
+    dst = prepare_output_dir(dst, "export-model", overwrite, flag="DST", accept=_is_earlier_export)
     pipe = PTDiTMultiViewPipeline.from_pretrained(src)
     if vae is not None:
         pipe.vae = _same_latents_vae(pipe.vae, vae)
     dt = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
     pipe.transformer.to(dt)
     pipe.vae.to(dt)
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp)
-    if (dst / "training").is_dir():
-        shutil.copytree(dst / "training", tmp / "training")
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
+    with build_output_dir(dst, "export-model", overwrite, flag="DST", accept=_is_earlier_export) as tmp:
+        pipe.save_pretrained(tmp)
+        if (dst / "training").is_dir():
+            shutil.copytree(dst / "training", tmp / "training")
     return dst
+
+
+def _is_earlier_export(folder: Path) -> bool:
+    """An earlier export, with or without the output marker (the shipped assets/mvgen-tiny has none): a pipeline
+    folder holding only its components (the folders model_index.json names) and the ``training/`` folder an
+    export keeps; or a folder holding only ``training/``."""
+    from mvgen.fileio import MARKER
+
+    names = {p.name for p in folder.iterdir()}
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return names <= {"training"}
+    components = {k for k in index if not k.startswith("_")} if isinstance(index, dict) else set()
+    return names <= components | {"model_index.json", "training", MARKER}
 
 
 def _same_latents_vae(current, path: str | Path):
@@ -344,7 +392,10 @@ def _same_latents_vae(current, path: str | Path):
 def register_export(sub) -> None:
     p = sub.add_parser("export-model", help="copy a trained pipeline (e.g. into assets/) with compact weights")
     p.add_argument("src", help="pipeline folder, e.g. runs/tiny/checkpoint-6000/pipeline")
-    p.add_argument("dst", help="destination folder, e.g. assets/mvgen-tiny")
+    p.add_argument("dst", help="destination folder, e.g. assets/mvgen-tiny (replaced only if it is an earlier export; "
+                   "its training/ folder is kept)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
     p.add_argument("--vae", help="ship this AutoencoderKL instead (a decoder fine-tune of the checkpoint's VAE)")
-    p.set_defaults(func=lambda a: print(export_pipeline(a.src, a.dst, a.dtype, a.vae)) or 0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DST even if it is not an earlier export (only once the export has succeeded)")
+    p.set_defaults(func=lambda a: print(export_pipeline(a.src, a.dst, a.dtype, a.vae, a.overwrite)) or 0)

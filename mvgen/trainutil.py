@@ -9,6 +9,8 @@ import shutil
 import time
 from pathlib import Path
 
+from mvgen.fileio import atomic_write_text
+
 
 def load_config(cls, path: str | os.PathLike | None, **overrides):
     """Build dataclass ``cls`` from a YAML file, then apply non-None ``overrides``; unknown keys are errors."""
@@ -45,14 +47,10 @@ def add_run_arguments(p, config_cls, default_config: str) -> None:
 def dump_config(cfg, path: str | os.PathLike) -> None:
     import yaml
 
-    atomic_write(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
 
 
-def atomic_write(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+atomic_write = atomic_write_text  # old name, still imported by mvgen/vae.py
 
 
 def checkpoint_dirs(out: Path) -> list[Path]:

@@ -38,6 +38,22 @@ class VAETrainConfig:
     train_encoder: bool = True  # false: only the decoder learns (needs init_from); latents, and so a transformer
     #                             trained on them, stay valid (configs/vae_decoder.yaml)
 
+    def __post_init__(self):
+        """ValueError naming the field for settings that would crash later or train nothing (steps 0)."""
+        from mvgen.checks import check_int, check_seed
+
+        for name in ("steps", "batch_size", "resolution", "crop", "layers_per_block", "norm_num_groups",
+                     "latent_channels", "log_every", "save_every", "eval_views"):
+            check_int(name, getattr(self, name), 1)
+        check_seed(self.seed)
+        for name, low in (("lr", 0.0), ("kl_weight", None), ("mse_weight", None)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
+                    or (low is not None and v <= low):
+                raise ValueError(f"{name} must be a finite number {'> 0' if low is not None else '>= 0'}, got {v!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16", "fp8"):
+            raise ValueError(f"mixed_precision must be no, fp16, bf16 or fp8, got {self.mixed_precision!r}")
+
 
 def build_vae(cfg: VAETrainConfig):
     from diffusers import AutoencoderKL

@@ -89,7 +89,7 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 def _write_json(path: str | None, payload) -> None:
     if path:
-        from mvgen.cameras import atomic_write_text
+        from mvgen.fileio import atomic_write_text
 
         atomic_write_text(path, json.dumps(payload, indent=2))
 

@@ -7,7 +7,6 @@ an earlier export) never sees a half-written file.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from pathlib import Path
@@ -17,20 +16,8 @@ import torch
 from numba import njit
 
 from mvgen.cameras import Cameras, orbit, write_transforms
+from mvgen.fileio import atomic_path  # the one implementation; ui/run.py imports it from here too
 from reconstruction.gaussians import Gaussians, render
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path`` (same suffix); rename it to ``path`` if the block succeeds."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ----------------------------------------------------------------------------------------------- .ply / .splat

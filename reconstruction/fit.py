@@ -158,9 +158,11 @@ def scene_geometry(cameras: Cameras, radius: float | None) -> tuple[float, float
 
 
 def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backend: str = "auto",
-        progress: Callable[[int, int, dict], None] | None = None) -> FitResult:
+        progress: Callable[[int, int, dict], None] | None = None, start: Gaussians | None = None) -> FitResult:
     """Fit Gaussians to ``images`` [V,4,H,W] (RGBA in [0,1]) seen by ``cameras``.
 
+    ``start``: continue from these Gaussians (e.g. a fit of some of the views, continued on all of them) instead
+    of initialising; their SH degree must equal the config's, which is active from the first step.
     ``progress(step, total, stats)`` is called every step (stats: loss, n_gaussians, sh_degree).
     Raises FitError on bad views or when the loss becomes non-finite.
     """
@@ -177,10 +179,17 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     target_alpha = images[:, 3:4]
     radius, scene_scale = scene_geometry(cameras, cfg.scene_radius)
 
-    init = initial_gaussians(cfg.init, images, cameras, cfg.init_points, cfg.sh_degree, radius, cfg.seed)
-    params = torch.nn.ParameterDict({n: torch.nn.Parameter(getattr(init, n)) for n in PARAM_NAMES})
-    with torch.no_grad():
-        params["opacities"].fill_(math.log(cfg.init_opacity / (1 - cfg.init_opacity)))
+    if start is None:
+        init = initial_gaussians(cfg.init, images, cameras, cfg.init_points, cfg.sh_degree, radius, cfg.seed)
+    elif start.sh_degree != cfg.sh_degree:
+        raise FitError(f"start Gaussians have SH degree {start.sh_degree}, the config {cfg.sh_degree}")
+    else:
+        init = start.detach()
+    params = torch.nn.ParameterDict({n: torch.nn.Parameter(getattr(init, n).clone()) for n in PARAM_NAMES})
+    if start is None:
+        with torch.no_grad():
+            params["opacities"].fill_(math.log(cfg.init_opacity / (1 - cfg.init_opacity)))
+    sh_offset = 0 if start is None else cfg.sh_degree * cfg.sh_every
     lrs = {"means": cfg.lr_means * scene_scale, "quats": cfg.lr_quats, "scales": cfg.lr_scales,
            "opacities": cfg.lr_opacities, "sh0": cfg.lr_sh0, "shN": cfg.lr_shN}
     optimizers = {n: torch.optim.Adam([params[n]], lr=lrs[n], eps=1e-15) for n in PARAM_NAMES}
@@ -206,7 +215,7 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
         ids = order[cursor:cursor + min(cfg.batch_views, V)].tolist()
         cursor += len(ids)
         cams = cameras[ids]
-        sh_active = min(cfg.sh_degree, step // cfg.sh_every)
+        sh_active = min(cfg.sh_degree, (step + sh_offset) // cfg.sh_every)
 
         colors = torch.cat([params["sh0"], params["shN"]], dim=1)
         render, alpha, info = rasterization(

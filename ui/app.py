@@ -17,7 +17,7 @@ import gradio as gr
 
 from mvgen.data.captions import example_captions
 from mvgen.generate import default_model_path
-from ui.handlers import REPORT_KEYS, Handlers
+from ui.handlers import REPORT_KEYS, Handlers, explain_missing_inputs
 from ui.sessions import SessionFolders
 from ui.settings import AppConfig
 
@@ -139,7 +139,9 @@ def build_app(model_path=None, config: AppConfig | None = None, workdir=None, pr
 
         dice.click(h.random_seed, None, seed, api_name="random_seed", queue=False)
         # Generation and evaluation share one concurrency group: the CPU runs `concurrency_limit` of them at once.
-        compute = {"concurrency_id": "compute", "concurrency_limit": cfg.concurrency_limit}
+        # preprocess=False: the handlers get the raw values and name a bad one ("views must be a whole number, got
+        # 'eight'"); Gradio's own conversion would fail with a bare "Error" or a message without the field.
+        compute = {"concurrency_id": "compute", "concurrency_limit": cfg.concurrency_limit, "preprocess": False}
         gen_inputs = [prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after]
         gen_outputs = [gen_out[k] for k in REPORT_KEYS]
         run.click(on_generate, gen_inputs, gen_outputs, api_name="generate", **compute)
@@ -150,8 +152,14 @@ def build_app(model_path=None, config: AppConfig | None = None, workdir=None, pr
         if preload and not problem:
             demo.load(h.preload, None, None, queue=False, api_visibility="private")
     demo.queue(max_size=cfg.max_queue, default_concurrency_limit=cfg.concurrency_limit)
+    explain_missing_inputs(demo)
     demo.mvgen = AppContext(cfg, root, h)
     return demo
+
+
+# The splat viewer (gsplat.js) clears to transparent and shows its canvas' CSS background, black by default:
+# white here, like the mesh viewer's clear colour and the views' background.
+VIEWER_CSS = "#gen-splat canvas, #eval-splat canvas { background: #ffffff !important; }"
 
 
 def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, **kwargs):
@@ -159,5 +167,5 @@ def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860
     folder ``root/gradio``, nothing else), uploads capped at the config's size.
     Extra keyword arguments go to ``gr.Blocks.launch`` (e.g. ``prevent_thread_lock=True`` in tests)."""
     ctx: AppContext = demo.mvgen
-    return demo.launch(server_name=host, server_port=port, allowed_paths=[str(ctx.root / "sessions")],
+    return demo.launch(server_name=host, server_port=port, allowed_paths=[str(ctx.root / "sessions")], css=VIEWER_CSS,
                        max_file_size=int(ctx.cfg.max_upload_mb * 2**20), show_error=False, **kwargs)

@@ -4,6 +4,7 @@ entry points; heavy imports (gradio, torch) happen inside the commands so `mvgen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -30,10 +31,11 @@ def register_app(subparsers) -> None:
 
 
 def run_app(args) -> int:
-    from ui.settings import DEFAULT_CONFIG, AppConfig
+    from ui.settings import DEFAULT_CONFIG, AppConfig, check_listen_address
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    check_listen_address(args.host, args.port)  # before the app is built: Gradio would say "Cannot find empty port"
     cfg = AppConfig.from_yaml(args.config or DEFAULT_CONFIG)
     from ui.app import build_app, launch_app
 
@@ -57,7 +59,9 @@ def register_run(subparsers) -> None:
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("prompt", nargs="?", help='e.g. "a blue vase" (or use --prompts FILE)')
     p.add_argument("--prompts", help="batch: a text file with one prompt a line (# comments); one folder each")
-    p.add_argument("--out", required=True, help="output folder (replaced if it is an earlier run)")
+    p.add_argument("--out", required=True, help="output folder (replaced only if it is an earlier `mvgen run` output)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it is not an earlier output (only once this run has succeeded)")
     p.add_argument("--views", type=int, help="orbit views, 2-32 (default: configs/app.yaml)")
     p.add_argument("--elevation", type=float, help="camera elevation in degrees")
     p.add_argument("--steps", type=int, help="denoising steps")
@@ -88,20 +92,6 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     return prompts
 
 
-def check_out_dir(out: Path) -> None:
-    """Refuse to replace a folder that is not an earlier run (it would be deleted); check it can be written."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file()
-                                              and not (out / "summary.json").is_file())):
-        raise ValueError(f"--out {out}: exists and is not an earlier `mvgen run` output; choose a new folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.parent / f".write_test{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"--out {out}: not writable ({e.strerror or e})") from None
-
-
 def slug(prompt: str, limit: int = 40) -> str:
     """Folder-name form of a prompt: "a red mug" -> "a_red_mug"."""
     return re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:limit] or "prompt"
@@ -112,8 +102,9 @@ def run_run(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from mvgen.fileio import build_output_dir, prepare_output_dir
     from mvgen.generate import default_model_path, vocabulary_warning
-    from ui.run import load_model, model_problem, replace_dir, run_prompt, summary_line, tmp_sibling
+    from ui.run import load_model, model_problem, run_prompt, summary_line
     from ui.settings import DEFAULT_CONFIG, AppConfig, check_prompt, check_run_settings
 
     if (args.prompt is None) == (args.prompts is None):
@@ -127,8 +118,7 @@ def run_run(args) -> int:
     cfg = cfg.with_overrides(backend=args.backend, video_frames=args.video_frames)
     if not args.views_only:
         cfg.fit_config(settings["recon_steps"])  # a broken preset fails before the model loads
-    out = Path(args.out)
-    check_out_dir(out)
+    out = prepare_output_dir(args.out, "run", args.overwrite)  # refuse before the model loads
     model_path = Path(args.model) if args.model else default_model_path()
     problem = model_problem(model_path)
     if problem:
@@ -138,34 +128,34 @@ def run_run(args) -> int:
 
     single = args.prompt is not None
     rows, failed = [], 0
-    tmp_batch = None if single else tmp_sibling(out)
-    if tmp_batch is not None:
-        tmp_batch.mkdir(parents=True)
-    for n, prompt in enumerate(prompts):
-        warn = vocabulary_warning(prompt, model_path)
-        if warn:
-            print(f"warning: {warn}", file=sys.stderr)
-        target = out if single else tmp_batch / f"{n:03d}_{slug(prompt)}"
-        with tqdm(total=1000, desc=prompt[:30], unit="‰", bar_format="{l_bar}{bar}| {postfix}") as bar:
-            def sink(frac, desc, bar=bar):
-                bar.update(int(frac * 1000) - bar.n)
-                bar.set_postfix_str(desc)
+    with contextlib.ExitStack() as stack:  # a batch is built in one temp folder, renamed over --out at the end
+        tmp_batch = None if single else stack.enter_context(build_output_dir(out, "run", args.overwrite))
+        for n, prompt in enumerate(prompts):
+            warn = vocabulary_warning(prompt, model_path)
+            if warn:
+                print(f"warning: {warn}", file=sys.stderr)
+            target = out if single else tmp_batch / f"{n:03d}_{slug(prompt)}"
+            with tqdm(total=1000, desc=prompt[:30], unit="‰", bar_format="{l_bar}{bar}| {postfix}") as bar:
+                def sink(frac, desc, bar=bar):
+                    bar.update(int(frac * 1000) - bar.n)
+                    bar.set_postfix_str(desc)
 
-            try:
-                result = run_prompt(pipe, prompt, target, cfg, settings, model_path, args.views_only, sink)
-            except ValueError as e:
-                if single:
-                    raise
-                failed += 1
-                rows.append({"prompt": prompt, "error": str(e)})
-                continue
-        rows.append(_summary_row(prompt, result, out if single else out / target.name))
-        if single:
-            print(summary_line(result))
-            print(f"wrote {out}: {', '.join(sorted(p.name for p in result.files.values()))}")
+                try:
+                    result = run_prompt(pipe, prompt, target, cfg, settings, model_path, args.views_only, sink,
+                                        overwrite=args.overwrite)
+                except ValueError as e:
+                    if single:
+                        raise
+                    failed += 1
+                    rows.append({"prompt": prompt, "error": str(e)})
+                    continue
+            rows.append(_summary_row(prompt, result, out if single else out / target.name))
+            if single:
+                print(summary_line(result))
+                print(f"wrote {out}: {', '.join(sorted(p.name for p in result.files.values()))}")
+        if not single:
+            (tmp_batch / "summary.json").write_text(json.dumps(rows, indent=2))
     if not single:
-        (tmp_batch / "summary.json").write_text(json.dumps(rows, indent=2))
-        replace_dir(tmp_batch, out)
         print(summary_table(rows))
         print(f"wrote {out} ({len(prompts) - failed}/{len(prompts)} prompts, summary.json)")
     return 1 if failed else 0

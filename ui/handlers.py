@@ -1,8 +1,10 @@
 """What the app's buttons call: plain methods of ``Handlers`` that return dicts of output values, testable
 without a browser (pass any ``progress(fraction, desc)`` callable and ``request=None``).
 
-Bad input becomes ``gr.Error`` (the message names the field; the session keeps working); things worth knowing
-(prompt outside the shipped model's vocabulary, no mesh) become ``gr.Warning``.
+Bad input becomes ``gr.Error`` (the message names the field and shows paths relative to the upload, never the
+server's folders or the session id; the session keeps working; the server logs one line, no traceback); things
+worth knowing (prompt outside the shipped model's vocabulary, no mesh) become ``gr.Warning``. The app's events
+pass raw values (``preprocess=False``), so a raw API call with "eight" views gets the same named message.
 """
 
 from __future__ import annotations
@@ -30,6 +32,43 @@ def _no_progress(fraction: float, desc: str | None = None) -> None:
     return None
 
 
+def user_error(message: str, action: str = "app") -> gr.Error:
+    """The gr.Error for a user's bad input: shown in the page; logged as one line (Gradio would print a traceback)."""
+    print(f"mvgen {action}: refused: {' '.join(message.split())}", file=sys.stderr)
+    return gr.Error(message, print_exception=False)
+
+
+def explain_missing_inputs(demo: gr.Blocks) -> None:
+    """Raw API calls with too few values get a gr.Error naming the expected inputs (Gradio's own check raises a
+    ValueError that the page shows as a bare "Error")."""
+    import inspect
+
+    validate = demo.validate_inputs
+
+    def validate_inputs(block_fn, inputs):
+        try:
+            validate(block_fn, inputs)
+        except ValueError:
+            names = [n for n in inspect.signature(block_fn.fn).parameters if n not in ("request", "progress")]
+            api = block_fn.api_name or block_fn.name
+            raise user_error(f"{api}: expected {len(block_fn.inputs)} values ({', '.join(names)}), got "
+                             f"{len(inputs)}", api) from None
+
+    demo.validate_inputs = validate_inputs
+
+
+def upload_path(upload) -> Path | None:
+    """The uploaded file's path from what the File component sends: a path, a tempfile-like object, or (events
+    with ``preprocess=False``, raw API calls) its FileData dict."""
+    if upload is None:
+        return None
+    if isinstance(upload, dict):
+        upload = upload.get("path")
+    elif not isinstance(upload, (str, Path)):
+        upload = getattr(upload, "name", None)
+    return Path(upload) if isinstance(upload, (str, Path)) and str(upload) else None
+
+
 class Handlers:
     """State shared by all sessions: the config, the (lazily loaded) pipeline and the session folders."""
 
@@ -52,11 +91,11 @@ class Handlers:
             if self._pipe is None:
                 problem = model_problem(self.model_path)
                 if problem:
-                    raise gr.Error(problem)
+                    raise user_error(self.public(problem), "generate")  # shown to every request: one log line
                 try:
                     self._pipe, _ = load_model(self.model_path)
                 except (ValueError, OSError) as e:
-                    raise gr.Error(f"cannot load the model at {self.model_path}: {e}") from None
+                    raise gr.Error(self.public(f"cannot load the model {self.model_path.name}: {e}")) from None
             return self._pipe
 
     def preload(self) -> None:
@@ -88,10 +127,12 @@ class Handlers:
         try:
             prompt = check_prompt(prompt)
             settings = check_run_settings(self.cfg, views, elevation, steps, guidance, seed, recon_steps)
+            if stop_after_views not in (None, True, False):  # 0 / 1 compare equal to False / True: fine
+                raise ValueError(f"stop_after_views must be true or false, got {stop_after_views!r}")
             if not stop_after_views:
                 self.cfg.fit_config(settings["recon_steps"])  # a broken preset fails before generating
         except ValueError as e:
-            raise gr.Error(str(e)) from None
+            raise user_error(self.public(str(e), request), "generate") from None
         pipe = self.pipeline()
         warn = vocabulary_warning(prompt, self.model_path)
         if warn:
@@ -101,7 +142,7 @@ class Handlers:
             result = run_prompt(pipe, prompt, out, self.cfg, settings, self.model_path, bool(stop_after_views),
                                 sink=progress)
         except ValueError as e:  # PromptError (too many tokens), CameraError, FitError ...
-            raise gr.Error(str(e)) from None
+            raise user_error(self.public(str(e), request, out), "generate") from None
         return self._report(result)
 
     def evaluate_zip(self, upload, recon_steps, request=None, progress=None) -> dict:
@@ -109,10 +150,11 @@ class Handlers:
         from ui.uploads import unpack_views
 
         progress = progress or _no_progress
-        if upload is None:
-            raise gr.Error("upload: choose a .zip with transforms.json and its images first")
-        zip_path = Path(upload if isinstance(upload, (str, Path)) else getattr(upload, "name", ""))
+        zip_path = upload_path(upload)
+        if zip_path is None:
+            raise user_error("upload: choose a .zip with transforms.json and its images first", "evaluate")
         cfg = self.cfg
+        run = None
         try:
             steps = check_recon_steps(cfg, recon_steps)
             cfg.fit_config(steps)
@@ -121,14 +163,25 @@ class Handlers:
             run = self.folders.new_run(_session(request), "evaluate")  # run/upload/ (the views), run/report/
             run.mkdir()
             progress(0.0, "unpacking the zip")
-            folder = unpack_views(zip_path, run / "upload", cfg.max_zip_files, int(cfg.max_unzipped_mb * 2**20),
-                                  int(cfg.max_upload_mb * 2**20))
+            folder = unpack_views(zip_path, run / "upload", **cfg.upload_limits())
             result = run_views(folder, run / "report", cfg, steps, seed=cfg.seed, sink=progress)
-        except ValueError as e:  # CameraError, FitError, bad zip ...
-            raise gr.Error(str(e)) from None
+        except ValueError as e:  # UploadError, CameraError, FitError ...
+            raise user_error(self.public(str(e), request, run), "evaluate") from None
         except OSError as e:  # unreadable image inside the zip, disk full
-            raise gr.Error(f"upload: {e}") from None
+            raise user_error(self.public(f"upload: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""),
+                                         request, run), "evaluate") from None
         return self._report(result)
+
+    def public(self, message: str, request=None, run: Path | None = None) -> str:
+        """``message`` as a user may see it: paths relative to the run's upload / run folder / the app folder, the
+        model by its folder name, and no session id."""
+        from ui.uploads import relative_message
+
+        roots = [run / "upload", run] if run is not None else []
+        roots += [self.folders.session_dir(_session(request)), self.folders.root, self.model_path.parent]
+        message = relative_message(message, *roots)
+        session = _session(request)  # Gradio's ids are long random tokens; a short one would match ordinary words
+        return message.replace(session, "(session)") if session and len(session) >= 8 else message
 
     def end_session(self, request=None) -> None:
         """Delete the session's folders (called when its tab closes)."""
@@ -179,6 +232,14 @@ def psnr_plot(metrics: dict):
                          "PSNR dB": [round(v, 2) for v in metrics["psnr_per_view"]]})
 
 
+def _asset_line(m: dict) -> str:
+    """Which views the downloadable asset has seen."""
+    if m.get("asset_steps"):
+        return (f"The asset (downloads, viewers, video) continued {m['asset_steps']} steps on all "
+                f"{len(m['asset_views'])} views ({m['asset_gaussians']} Gaussians).")
+    return "The asset (downloads, viewers, video) is this fit."
+
+
 def summary_markdown(result: RunResult) -> str:
     """The report's headline: protocol, mean metrics (naming the LPIPS implementation), sizes, stage seconds."""
     secs = " · ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
@@ -191,7 +252,7 @@ def summary_markdown(result: RunResult) -> str:
     lines = [f"**Consistency ({m['protocol']})**: fitted on views {fit_views}, scored on views {scored}.",
              f"**PSNR** {m['psnr']:.2f} dB · **SSIM** {m['ssim']:.4f}{lp} — "
              f"fitted views PSNR {m['train_psnr']:.2f} dB.",
-             f"{m['n_gaussians']} Gaussians after {m['fit_steps']} steps. Time: {secs}."]
+             f"{m['n_gaussians']} Gaussians after {m['fit_steps']} steps. " + _asset_line(m) + f" Time: {secs}."]
     lines += [f"⚠ {w}" for w in result.warnings]
     return "\n\n".join(lines)
 

@@ -7,7 +7,8 @@ A run folder holds (names as `mvgen generate` and `mvgen reconstruct` write them
     scene.ply  scene.splat  scene.glb  scene.mp4  scene.gif  scene_camera_path.json  (exports)
     metrics.json  heatmaps/view_XXX.png  heatmaps.png (all of them, labelled)        (held-out evaluation)
 
-Every folder is built under a temporary name and renamed when complete.
+Every folder is built under a temporary name and renamed when complete (``mvgen.fileio``); an existing folder is
+replaced only if it is a finished output of the same kind, or with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from mvgen.fileio import atomic_path, build_output_dir, prepare_output_dir
 from ui.settings import AppConfig
 
 # Share of the progress bar per stage (measured on the shipped model: fitting dominates, then generation).
@@ -98,27 +99,13 @@ def view_angles(cameras) -> list[tuple[float, float]]:
     return out
 
 
-def tmp_sibling(out: Path) -> Path:
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    return tmp
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-
-
 def zip_views(folder: Path, dest: Path) -> Path:
     """``dest``: views/*.png + transforms.json (+ manifest.json) — a folder `mvgen reconstruct` reads."""
     members = sorted((folder / "views").glob("*.png")) + [folder / n for n in ("transforms.json", "manifest.json")
                                                           if (folder / n).is_file()]
-    tmp = dest.with_name(f".{dest.stem}.tmp{os.getpid()}.zip")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for m in members:
             z.write(m, m.relative_to(folder).as_posix())
-    os.replace(tmp, dest)
     return dest
 
 
@@ -126,8 +113,8 @@ def zip_views(folder: Path, dest: Path) -> Path:
 
 def generate_stage(pipe, prompt: str, out: Path, settings: dict, model_path: Path | None,
                    progress: StageProgress) -> dict:
-    """Views into ``out`` (created; replaced if present) with a progress update per denoising step."""
-    from mvgen.generate import generate_to_folder
+    """Views into ``out`` (an existing folder being built) with a progress update per denoising step."""
+    from mvgen.generate import write_generation
 
     steps = settings["steps"]
     progress("generate", 0.0, "encoding the prompt")
@@ -136,9 +123,9 @@ def generate_stage(pipe, prompt: str, out: Path, settings: dict, model_path: Pat
         progress("generate", (i + 1) / (steps + 1), f"generating views: step {i + 1}/{steps}")
         return {}
 
-    manifest = generate_to_folder(pipe, prompt, out, views=settings["views"], elevation=settings["elevation"],
-                                  steps=steps, guidance=settings["guidance"], seed=settings["seed"],
-                                  model_path=model_path, callback=on_step)
+    manifest = write_generation(pipe, prompt, out, views=settings["views"], elevation=settings["elevation"],
+                                steps=steps, guidance=settings["guidance"], seed=settings["seed"],
+                                model_path=model_path, callback=on_step)
     zip_views(out, out / "views.zip")
     progress("generate", 1.0, "views done")
     return manifest
@@ -156,23 +143,28 @@ def reconstruct_stage(views, out: Path, cfg: AppConfig, fit_config,
     from mvgen.cameras import atomic_write_text
     from reconstruction.export import (atomic_path, render_orbit, save_camera_path, save_gif, save_glb, save_ply,
                                        save_splat, save_video)
-    from reconstruction.metrics import error_heatmap, evaluate_holdout, holdout_split, parse_holdout
+    from mvgen.asset import fit_asset
+    from reconstruction.metrics import error_heatmap, holdout_split, parse_holdout
 
     every = parse_holdout(cfg.holdout)
     holdout_split(len(views.cameras), every)  # fail before fitting when the split is impossible
     t0 = time.perf_counter()
 
     def on_fit(step, total, stats):
-        desc = f"fitting Gaussians: step {step}/{total}, {stats['n_gaussians']} Gaussians"
+        phase = "fitting Gaussians" if step <= fit_config.steps else "fitting the asset on all views"
+        desc = f"{phase}: step {step}/{total}, {stats['n_gaussians']} Gaussians"
         progress("fit", step / total, desc if step < total else "scoring held-out views")
 
-    report = evaluate_holdout(views.images, views.cameras, every, fit_config, cfg.backend, on_fit,
-                              with_lpips=cfg.with_lpips)
+    asset = fit_asset(views.images, views.cameras, every, fit_config, cfg.asset_steps, cfg.backend, on_fit,
+                      with_lpips=cfg.with_lpips)
+    report = asset.report
     metrics = dict(report.metrics)
+    metrics.update(asset_views=asset.asset_views, asset_steps=asset.asset_steps,
+                   asset_seconds=round(asset.asset_seconds, 2), asset_gaussians=len(asset.gaussians))
     angles = view_angles(views.cameras)
     metrics["view_files"] = [views.files[i].name for i in metrics["views"]]
     metrics["view_angles"] = [list(angles[i]) for i in metrics["views"]]
-    seconds = {"fit": round(metrics["fit_seconds"], 2),
+    seconds = {"fit": round(metrics["fit_seconds"] + asset.asset_seconds, 2),
                "evaluate": round(metrics["seconds"] - metrics["fit_seconds"], 2)}
 
     t1 = time.perf_counter()
@@ -188,7 +180,7 @@ def reconstruct_stage(views, out: Path, cfg: AppConfig, fit_config,
         heatmaps.append((path, caption))
     files = {"heatmaps": heatmap_sheet(heatmaps, out / "heatmaps.png")}
 
-    g = report.fit.gaussians
+    g = asset.gaussians  # the asset: every view seen (the scoring fit continued), see mvgen/asset.py
     warnings = []
     progress("export", 0.1, "exporting .ply / .splat")
     files["ply"] = save_ply(g, out / "scene.ply")
@@ -219,10 +211,17 @@ def reconstruct_stage(views, out: Path, cfg: AppConfig, fit_config,
     return metrics, files, heatmaps, warnings
 
 
-def splat_viewer_gaussians(gaussians):
+# Gradio's splat viewer (gsplat.js) opens at 5 units from the origin with a ~25-32° field of view, so it frames
+# about ±0.8 units vertically at the app's 360 px height; the object is centred and scaled to this radius.
+SPLAT_VIEWER_RADIUS = 0.6
+
+
+def splat_viewer_gaussians(gaussians, radius: float = SPLAT_VIEWER_RADIUS):
     """The Gaussians turned upright for Gradio's splat viewer (gsplat.js: world up is -Y, it looks from -Z):
-    (x, y, z) -> (x, -z, y), a +90° turn about X, so mvgen's +Z up / front -Y shows standing, front first.
-    Only the degree-0 colour is kept (the viewer ignores higher SH bands, which would need rotating too)."""
+    (x, y, z) -> (x, -z, y), a +90° turn about X, so mvgen's +Z up / front -Y shows standing, front first;
+    then centred on the visible Gaussians and scaled so that they fit in ``radius`` (the viewer's fixed opening
+    camera frames the whole object). Only the degree-0 colour is kept (the viewer ignores higher SH bands,
+    which would need rotating too)."""
     import torch
 
     from reconstruction.gaussians import Gaussians
@@ -235,7 +234,15 @@ def splat_viewer_gaussians(gaussians):
     w2, x2, y2, z2 = q.unbind(-1)
     quats = torch.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
                          w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], dim=-1)
-    return Gaussians(g.means @ R.T, quats, g.scales, g.opacities, g.sh0, torch.zeros(len(g), 0, 3), sh_degree=0)
+    means = g.means @ R.T
+    seen = torch.sigmoid(g.opacities) > 0.2
+    core = means[seen] if int(seen.sum()) >= 10 else means
+    lo, hi = torch.quantile(core, 0.01, dim=0), torch.quantile(core, 0.99, dim=0)
+    centre = (lo + hi) / 2
+    extent = float((core - centre).norm(dim=-1).quantile(0.99)) if len(core) else 1.0
+    scale = radius / max(extent, 1e-6)
+    return Gaussians((means - centre) * scale, quats, g.scales + math.log(scale), g.opacities, g.sh0,
+                     torch.zeros(len(g), 0, 3), sh_degree=0)
 
 
 def heatmap_sheet(heatmaps: list, path: Path, min_height: int = 128) -> Path:
@@ -269,21 +276,21 @@ def _video_orbit(cameras, cfg: AppConfig):
 # ------------------------------------------------------------------------------------------- whole runs
 
 def run_prompt(pipe, prompt: str, out: str | os.PathLike, cfg: AppConfig, settings: dict,
-               model_path: Path | None = None, stop_after_views: bool = False, sink: Sink | None = None) -> RunResult:
+               model_path: Path | None = None, stop_after_views: bool = False, sink: Sink | None = None,
+               overwrite: bool = False) -> RunResult:
     """All stages for one prompt into ``out`` (built as a temporary sibling, then renamed over ``out``).
 
     ``settings``: the output of ``ui.settings.check_run_settings``. ``sink(fraction, desc)`` sees progress.
+    An existing ``out`` is replaced only if it is an earlier `mvgen run` output, or with ``overwrite``
+    (``mvgen.fileio.OutputExistsError`` otherwise, before any work).
     """
     from mvgen.cameras import load_views
 
-    out = Path(out)
+    out = prepare_output_dir(out, "run", overwrite)
     stages = ["generate"] if stop_after_views else ["generate", "fit", "export"]
     progress = StageProgress(sink, stages)
-    work = tmp_sibling(out)  # generate_to_folder keeps its own temp folder next to its target: inside ``work``
-    work.mkdir(parents=True)
-    tmp = work / "run"
     t0 = time.perf_counter()
-    try:
+    with build_output_dir(out, "run", overwrite) as tmp:
         manifest = generate_stage(pipe, prompt, tmp, settings, model_path, progress)
         result = RunResult(folder=out, manifest=manifest)
         result.seconds["generate"] = round(time.perf_counter() - t0, 2)
@@ -301,9 +308,6 @@ def run_prompt(pipe, prompt: str, out: str | os.PathLike, cfg: AppConfig, settin
             names.update({k: Path(v).name for k, v in files.items()})
             result.heatmaps = [(out / "heatmaps" / Path(p).name, c) for p, c in heatmaps]
         result.files = {k: out / v for k, v in names.items()}
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     result.seconds["total"] = round(time.perf_counter() - t0, 2)
     if sink is not None:
         sink(1.0, "done")
@@ -311,14 +315,15 @@ def run_prompt(pipe, prompt: str, out: str | os.PathLike, cfg: AppConfig, settin
 
 
 def run_views(folder: str | os.PathLike, out: str | os.PathLike, cfg: AppConfig, recon_steps: int | None = None,
-              seed: int = 0, sink: Sink | None = None) -> RunResult:
+              seed: int = 0, sink: Sink | None = None, overwrite: bool = False) -> RunResult:
     """Reconstruction and the consistency report for a user's posed views (a transforms.json folder).
 
-    Views larger than ``cfg.max_image_size`` are downscaled (area filter) before fitting.
+    Views larger than ``cfg.max_image_size`` are downscaled (area filter) before fitting. An existing ``out`` is
+    replaced only if it is an earlier report of this function, or with ``overwrite``.
     """
     from mvgen.cameras import CameraError, find_transforms, load_views, read_transforms
 
-    out = Path(out)
+    out = prepare_output_dir(out, "run-views", overwrite)
     cams, _ = read_transforms(find_transforms(folder))
     if len(cams) > cfg.max_upload_views:
         raise CameraError(f"transforms.json has {len(cams)} views; the limit is {cfg.max_upload_views}")
@@ -329,14 +334,9 @@ def run_views(folder: str | os.PathLike, out: str | os.PathLike, cfg: AppConfig,
     progress = StageProgress(sink, ["fit", "export"])
     progress("fit", 0.0, "loading the views")
     views = load_views(folder, downscale)
-    tmp = tmp_sibling(out)
-    tmp.mkdir(parents=True)
     t0 = time.perf_counter()
-    try:
+    with build_output_dir(out, "run-views", overwrite) as tmp:
         metrics, files, heatmaps, warnings = reconstruct_stage(views, tmp, cfg, fit_config, progress)
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     angles = view_angles(views.cameras)
     result = RunResult(folder=out, metrics=metrics, warnings=warnings, seconds=dict(metrics["stage_seconds"]))
     result.files = {k: out / Path(v).name for k, v in files.items()}

@@ -9,6 +9,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from mvgen.checks import check_int, short_repr
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "configs" / "app.yaml"
 MAX_PROMPT_CHARS = 300  # the text encoder also refuses > 64 tokens; this catches pasted essays before tokenising
@@ -25,6 +27,7 @@ class AppConfig:
     seed: int = 0
     recon_config: str = "configs/reconstruction.yaml"
     recon_steps: int = 400
+    asset_steps: int = 200
     holdout: str = "every-2"
     backend: str = "auto"
     video_frames: int = 60
@@ -45,17 +48,25 @@ class AppConfig:
     max_zip_files: int = 1000
     max_upload_views: int = 64
     max_image_size: int = 256
+    max_image_megapixels: float = 16.0
+    max_upload_megapixels: float = 64.0
 
     def __post_init__(self):
         if not 2 <= self.views_min <= self.views_max <= 32:
             raise ValueError(f"views_min/views_max must satisfy 2 <= min <= max <= 32, got "
                              f"{self.views_min}/{self.views_max}")
+        if not (isinstance(self.asset_steps, int) and 0 <= self.asset_steps <= self.recon_steps_max):
+            raise ValueError(f"asset_steps must be an integer in 0..{self.recon_steps_max}, got {self.asset_steps!r}")
         for name in ("steps_max", "recon_steps_max", "concurrency_limit", "max_queue", "runs_per_session",
                      "max_zip_files", "max_upload_views", "video_frames", "video_width", "mesh_resolution"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.max_image_size < 32:
             raise ValueError(f"max_image_size must be >= 32 (LPIPS needs 32 px), got {self.max_image_size}")
+        for name in ("max_upload_mb", "max_unzipped_mb", "max_image_megapixels", "max_upload_megapixels"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
         check_run_settings(self, self.views, self.elevation, self.steps, self.guidance, self.seed,
                            self.recon_steps)
 
@@ -69,7 +80,9 @@ class AppConfig:
             data = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
             raise ValueError(f"app config {path}: file not found") from None
-        except yaml.YAMLError as e:
+        except OSError as e:  # a folder, no permission, a failing disk: name the file (e.strerror drops it)
+            raise ValueError(f"app config {path}: cannot read ({e.strerror or e})") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ValueError(f"app config {path}: not valid YAML ({e})") from None
         if not isinstance(data, dict):
             raise ValueError(f"app config {path}: expected a mapping of fields")
@@ -77,7 +90,10 @@ class AppConfig:
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"app config {path}: unknown field(s) {sorted(unknown)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as e:  # e.g. views_min: "two" compared with a number
+            raise ValueError(f"app config {path}: a field has the wrong type ({e})") from None
 
     def with_overrides(self, **overrides) -> "AppConfig":
         """A copy with the non-None overrides applied (validated again)."""
@@ -103,13 +119,20 @@ class AppConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def upload_limits(self) -> dict:
+        """Keyword arguments of ``ui.uploads.unpack_views``: this config's limits on one uploaded zip."""
+        return {"max_files": self.max_zip_files, "max_bytes": int(self.max_unzipped_mb * 2**20),
+                "max_zip_bytes": int(self.max_upload_mb * 2**20), "max_views": self.max_upload_views,
+                "max_image_pixels": int(self.max_image_megapixels * 1e6),
+                "max_total_pixels": int(self.max_upload_megapixels * 1e6)}
 
-def _as_int(name: str, value) -> int:
-    """Accept ints and integral floats (sliders and JSON send 8.0); anything else is a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value != int(value):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return int(value)
+
+def _as_number(name: str, value, low: float, high: float, unit: str = "a number") -> float:
+    """A finite number in [low, high] (a huge int is compared exactly, never converted); ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
+        raise ValueError(f"{name} must be {unit} in [{low:g}, {high:g}], got {short_repr(value)}")
+    return float(value)
 
 
 def check_run_settings(cfg: AppConfig, views, elevation, steps, guidance, seed, recon_steps) -> dict:
@@ -117,31 +140,38 @@ def check_run_settings(cfg: AppConfig, views, elevation, steps, guidance, seed, 
 
     Raises ValueError naming the field (views, elevation, steps, guidance, seed, recon_steps).
     """
-    views = _as_int("views", views)
-    if not cfg.views_min <= views <= cfg.views_max:
-        raise ValueError(f"views must be in {cfg.views_min}..{cfg.views_max}, got {views}")
-    if isinstance(elevation, bool) or not isinstance(elevation, (int, float)) or not math.isfinite(elevation) \
-            or not -60.0 <= elevation <= 60.0:
-        raise ValueError(f"elevation must be a number of degrees in [-60, 60], got {elevation!r}")
-    steps = _as_int("steps", steps)
-    if not 1 <= steps <= cfg.steps_max:
-        raise ValueError(f"steps must be in 1..{cfg.steps_max}, got {steps}")
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
-            or not 0.0 <= guidance <= 20.0:
-        raise ValueError(f"guidance must be a number in [0, 20], got {guidance!r}")
-    seed = _as_int("seed", seed)
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in 0..{2**32 - 1}, got {seed}")
+    views = check_int("views", views, cfg.views_min, cfg.views_max)  # ints and integral floats (sliders send 8.0)
+    elevation = _as_number("elevation", elevation, -60.0, 60.0, "a number of degrees")
+    steps = check_int("steps", steps, 1, cfg.steps_max)
+    guidance = _as_number("guidance", guidance, 0.0, 20.0)
+    seed = check_int("seed", seed, 0, 2**32 - 1)
     recon_steps = check_recon_steps(cfg, recon_steps)
-    return {"views": views, "elevation": float(elevation), "steps": steps, "guidance": float(guidance),
-            "seed": seed, "recon_steps": recon_steps}
+    return {"views": views, "elevation": elevation, "steps": steps, "guidance": guidance, "seed": seed,
+            "recon_steps": recon_steps}
 
 
 def check_recon_steps(cfg: AppConfig, recon_steps) -> int:
-    recon_steps = _as_int("recon_steps", recon_steps)
-    if not 1 <= recon_steps <= cfg.recon_steps_max:
-        raise ValueError(f"recon_steps must be in 1..{cfg.recon_steps_max}, got {recon_steps}")
-    return recon_steps
+    return check_int("recon_steps", recon_steps, 1, cfg.recon_steps_max)
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """ValueError naming --host / --port when the app could not serve there: a name that does not resolve, an
+    address of another machine, a port in use or reserved."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError, ValueError) as e:
+        raise ValueError(f"--host {host!r}: not an address of this machine ({getattr(e, 'strerror', None) or e})") \
+            from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will; a port in use still fails
+        try:
+            s.bind(addr)
+        except OSError as e:
+            field = f"--port {port}" if e.errno in (errno.EADDRINUSE, errno.EACCES) else f"--host {host!r}"
+            raise ValueError(f"{field}: cannot serve on {host}:{port} ({e.strerror or e})") from None
 
 
 def check_prompt(prompt) -> str:

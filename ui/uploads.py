@@ -4,6 +4,11 @@ Refused: anything that is not a zip, encrypted members, absolute paths and '..' 
 symlinks, more than ``max_files`` members, more than ``max_bytes`` once extracted (counted while extracting, so a
 zip bomb with lying headers stops too), several transforms.json, and a transforms.json whose ``file_path``
 entries point outside the extracted folder. Only .json/.png/.jpg/.jpeg/.txt members are written.
+
+Then the views themselves, before anything is decoded (``unpack_views``): the cameras must be valid, at most
+``max_views`` of them, and each image's header must show a PNG/JPEG of the stated size with at most
+``max_image_pixels`` pixels, all together at most ``max_total_pixels`` (a 3 kB zip can hold 12000² flat PNGs).
+Every message names paths relative to the upload, never the server's folders.
 """
 
 from __future__ import annotations
@@ -100,8 +105,12 @@ def find_views_folder(root: str | os.PathLike) -> Path:
         raise UploadError(f"upload: {path.name} is larger than {MAX_TRANSFORMS_BYTES >> 20} MB")
     try:
         meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except RecursionError:
+        raise UploadError(f"upload: {path.name} is not valid JSON (nested too deeply)") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, or an integer of > 4300 digits
         raise UploadError(f"upload: {path.name} is not valid JSON ({e})") from None
+    except OSError as e:
+        raise UploadError(f"upload: cannot read {path.name} ({e.strerror or e})") from None
     frames = meta.get("frames") if isinstance(meta, dict) else None
     if not isinstance(frames, list) or not frames:
         raise UploadError(f"upload: {path.name} needs a non-empty 'frames' list")
@@ -115,18 +124,51 @@ def find_views_folder(root: str | os.PathLike) -> Path:
     return path.parent
 
 
+def check_views(folder: str | os.PathLike, max_views: int | None = None, max_image_pixels: int | None = None,
+                max_total_pixels: int | None = None, root: str | os.PathLike | None = None) -> int:
+    """Cameras and image headers of the transforms.json folder ``folder``, nothing decoded (see the module
+    docstring); returns the number of views. UploadError names files relative to ``root`` (default: ``folder``)."""
+    from mvgen.cameras import CameraError, check_images, find_transforms, read_transforms
+
+    folder = Path(folder)
+    try:
+        cams, files = read_transforms(find_transforms(folder))
+        if max_views is not None and len(cams) > max_views:
+            raise UploadError(f"upload: transforms.json has {len(cams)} views; the limit is {max_views}")
+        check_images(files, cams.width, cams.height, max_image_pixels, max_total_pixels)
+    except CameraError as e:
+        raise UploadError(relative_message(f"upload: {e}", root or folder)) from None
+    return len(cams)
+
+
+def relative_message(message: str, *roots: str | os.PathLike) -> str:
+    """``message`` with every ``root/`` prefix removed (as given and resolved): users see their own paths only."""
+    for root in roots:
+        for r in {str(Path(root)), str(Path(root).resolve())}:
+            if len(r) > 1:  # never strip "/" itself
+                message = message.replace(r.rstrip(os.sep) + os.sep, "").replace(r, ".")
+    return message
+
+
 def unpack_views(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files: int = 1000,
-                 max_bytes: int = 500 << 20, max_zip_bytes: int = 200 << 20) -> Path:
-    """Extract a posed-views zip into ``dest`` and return the folder with its transforms.json.
+                 max_bytes: int = 500 << 20, max_zip_bytes: int = 200 << 20, max_views: int | None = None,
+                 max_image_pixels: int | None = None, max_total_pixels: int | None = None) -> Path:
+    """Extract a posed-views zip into ``dest``, check its views (``check_views``) and return the folder with its
+    transforms.json.
 
     ``dest`` is removed again when the zip is refused, so nothing of a bad upload stays on disk.
     """
-    size = Path(zip_path).stat().st_size
+    try:
+        size = Path(zip_path).stat().st_size
+    except OSError as e:
+        raise UploadError(f"upload: cannot read the zip {Path(zip_path).name} ({e.strerror or e})") from None
     if size > max_zip_bytes:
         raise UploadError(f"upload: the zip is {size / 2**20:.0f} MB; the limit is {max_zip_bytes / 2**20:.0f} MB")
     try:
         extract_zip(zip_path, dest, max_files, max_bytes)
-        return find_views_folder(dest)
+        folder = find_views_folder(dest)
+        check_views(folder, max_views, max_image_pixels, max_total_pixels, root=dest)
+        return folder
     except UploadError:
         shutil.rmtree(dest, ignore_errors=True)
         raise

@@ -30,7 +30,7 @@ def run(args) -> int:
     import tempfile
     from pathlib import Path
 
-    from mvgen.cameras import atomic_write_text
+    from mvgen.fileio import atomic_write_text
 
     from .generate import MAX_WORKERS, DatasetConfig, generate_dataset
 

@@ -20,7 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mvgen.cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS, Cameras, atomic_write_text, orbit
+from mvgen.cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS, Cameras, orbit
+from mvgen.fileio import atomic_write_text
 
 from .captions import ObjectSpec, all_specs, sample_specs
 from .writer import clean_temp, index_entry, read_object_spec, write_index, write_object

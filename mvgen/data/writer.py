@@ -22,7 +22,8 @@ from typing import Iterable
 
 import numpy as np
 
-from mvgen.cameras import Cameras, atomic_write_text, write_transforms
+from mvgen.cameras import Cameras, write_transforms
+from mvgen.fileio import atomic_write_text
 
 from .captions import CaptionError, ObjectSpec, parse_caption, split_of
 
@@ -70,20 +71,36 @@ def write_object(out_dir: Path, object_id: str, spec: ObjectSpec, cameras: Camer
 
 
 def read_object_spec(folder: Path, views: int) -> ObjectSpec | None:
-    """The spec of a complete object folder (caption.txt, transforms.json with ``views`` frames and every view
-    file present), or None when anything is missing or unreadable."""
+    """The spec of a complete object folder, or None when anything is missing or unreadable: caption.txt,
+    transforms.json with ``views`` frames, and as many views/*.png, each decoding fully at the stated size (a
+    truncated or corrupt PNG makes the object redo, not count as done)."""
     try:
         spec = parse_caption((folder / "caption.txt").read_text())
         meta = json.loads((folder / "transforms.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, CaptionError):
+    except (OSError, ValueError, UnicodeDecodeError, CaptionError):  # ValueError: JSONDecodeError
         return None
     frames = meta.get("frames") if isinstance(meta, dict) else None
-    if not isinstance(frames, list) or len(frames) != views:
+    if not isinstance(frames, list) or len(frames) != views or len(list((folder / "views").glob("*.png"))) != views:
         return None
+    size = (meta.get("w"), meta.get("h"))
     for frame in frames:
-        if not isinstance(frame, dict) or not (folder / str(frame.get("file_path", ""))).is_file():
+        if not isinstance(frame, dict) or not _view_decodes(folder / str(frame.get("file_path", "")), size):
             return None
     return spec
+
+
+def _view_decodes(path: Path, size: tuple) -> bool:
+    """True when ``path`` is a PNG of ``size`` whose pixel data decodes to the end (CRCs and zlib stream)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format != "PNG" or im.size != size:
+                return False
+            im.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+    return True
 
 
 def clean_temp(out_dir: Path) -> int:

@@ -121,7 +121,7 @@ def run(args) -> int:
     print(markdown_table(rows))
     print(machine_line(rows))
     if args.json:
-        from mvgen.cameras import atomic_write_text
+        from mvgen.fileio import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(rows, indent=2))
     return 0

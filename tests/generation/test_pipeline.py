@@ -105,3 +105,31 @@ def test_saved_pipeline_loads_in_a_fresh_process(tiny_pipeline, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("PTDiTTransformer3DModel")
+
+
+def test_steering_at_the_last_step_lands_on_the_steered_views(tiny_pipeline):
+    import torch
+
+    seen = []
+    target = torch.full((3, 3, 16, 16), 0.8)
+    target[:, 0] = 0.2
+
+    def steer(images, cameras):
+        seen.append((tuple(images.shape), len(cameras)))
+        assert images.min() >= 0 and images.max() <= 1
+        return target
+
+    kw = dict(num_views=3, num_inference_steps=4, generator=None, output_type="latent")
+    plain = tiny_pipeline("a red mug", **{**kw, "generator": torch.Generator().manual_seed(0)}).images
+    out = tiny_pipeline("a red mug", steer=steer, steer_steps=[3], **{**kw, "generator": torch.Generator().manual_seed(0)})
+    assert seen == [((3, 3, 16, 16), 3)]
+    # The last step ends at sigma 0: the sample is the steered clean estimate, i.e. the encoding of the target.
+    assert torch.allclose(out.images[0], tiny_pipeline.encode_images(target[None])[0], atol=1e-4)
+    assert not torch.allclose(plain[0], out.images[0], atol=1e-2)
+    half = tiny_pipeline("a red mug", steer=steer, steer_steps=[3], steer_strength=0.0,
+                         **{**kw, "generator": torch.Generator().manual_seed(0)})
+    assert torch.allclose(half.images, plain, atol=1e-4)  # strength 0 changes nothing
+    with pytest.raises(ValueError, match="one prompt"):
+        tiny_pipeline(["a red mug", "a blue vase"], steer=steer, steer_steps=[3], **kw)
+    with pytest.raises(ValueError, match="steer_strength"):
+        tiny_pipeline("a red mug", steer=steer, steer_steps=[3], steer_strength=1.5, **kw)

@@ -175,3 +175,31 @@ def test_ablation_bench_trains_and_scores_both_variants(tiny_data, tiny_vae, tmp
     # the second variant trains on the first one's latents (one VAE pass over the dataset)
     assert os.path.samefile(tmp_path / "abl" / "proxy" / "latent_cache.safetensors",
                             tmp_path / "abl" / "full" / "latent_cache.safetensors")
+
+
+def test_caption_augmentation_rewrites_captions_in_free_wording(tiny_data, tiny_vae, tmp_path):
+    from diffusers import AutoencoderKL
+
+    from mvgen.text import encode_text, load_text_encoder
+    from mvgen.train import LatentCache
+
+    cfg = _cfg(tiny_data, tiny_vae, tmp_path / "run")
+    tok, enc = load_text_encoder()
+    vae = AutoencoderKL.from_pretrained(tiny_vae, use_safetensors=True)
+    (tmp_path / "run").mkdir()
+    cache = LatentCache(cfg, vae, tok, enc, tmp_path / "run")
+    plain = cache.batch(4, 2, 0.0, torch.Generator().manual_seed(0), augment=0.0)
+    free = cache.batch(4, 2, 0.0, torch.Generator().manual_seed(0), augment=1.0)
+    assert torch.equal(plain[0], free[0]) and torch.equal(plain[1], free[1])  # same objects and views
+    for emb, mask in (plain[2:], free[2:]):
+        assert emb.shape[:2] == mask.shape and mask[:, 0].all()
+        assert (emb[mask == 0] == 0).all()  # padding is zero and masked
+    # Without augmentation a sample's embedding is its caption's own encoding; with it, another wording's.
+    idx = torch.randint(len(cache.latents), (4,), generator=torch.Generator().manual_seed(0))
+    own, own_mask = encode_text(tok, enc, [cache.captions[int(idx[0])]])
+    n = int(own_mask.sum())
+    assert torch.allclose(plain[2][0, :n], own[0, :n], atol=1e-5) and int(plain[3][0].sum()) == n
+    assert not all(int(free[3][k].sum()) == int(plain[3][k].sum()) and torch.allclose(free[2][k], plain[2][k])
+                   for k in range(4))
+    with pytest.raises(ValueError, match="caption_augment"):
+        train(TrainConfig(**{**cfg.__dict__, "caption_augment": 1.5, "out": str(tmp_path / "bad")}))

@@ -26,6 +26,26 @@ def _wait_report(page, prefix: str) -> None:
         canvas = page.locator(f"#{prefix}-{viewer} canvas")
         canvas.wait_for(state="visible", timeout=TIMEOUT_MS)
         _wait_drawn(page, canvas)
+        _assert_framed(canvas, f"{prefix}-{viewer}")
+
+
+def _assert_framed(canvas, name: str) -> None:
+    """The object fills a sane part of the 3D canvas (not a speck, not zoomed past the edges) on white."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(canvas.screenshot())) as im:
+        rgb = np.asarray(im.convert("RGB")).astype(np.int16)
+    H, W = rgb.shape[:2]
+    corners = rgb[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert (corners > 235).all(), f"{name}: background is not white at the corners: {corners.tolist()}"
+    ys, xs = np.nonzero((255 - rgb).max(axis=-1) > 40)
+    assert len(ys), f"{name}: nothing drawn"
+    box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1) / (H * W)
+    touches = (ys.min() == 0) + (ys.max() == H - 1) + (xs.min() == 0) + (xs.max() == W - 1)
+    assert 0.01 < box < 0.9 and touches < 2, f"{name}: object box {box:.2f} of the canvas, touches {touches} edges"
 
 
 def _wait_drawn(page, canvas, timeout_s: float = 60.0) -> None:

@@ -81,22 +81,28 @@ def _covariances(g):
     return R @ S @ S @ R.transpose(1, 2)
 
 
-def test_splat_viewer_gaussians_are_the_same_object_turned_upright():
+def test_splat_viewer_gaussians_are_the_same_object_turned_upright_centred_and_framed():
     import torch
 
     from reconstruction.gaussians import Gaussians
-    from ui.run import splat_viewer_gaussians
+    from ui.run import SPLAT_VIEWER_RADIUS, splat_viewer_gaussians
 
     torch.manual_seed(0)
     n = 50
-    g = Gaussians(torch.randn(n, 3), torch.randn(n, 4), torch.randn(n, 3) * 0.3, torch.randn(n), torch.randn(n, 1, 3),
-                  torch.randn(n, 3, 3), sh_degree=1)
+    g = Gaussians(torch.randn(n, 3) * 3 + 5, torch.randn(n, 4), torch.randn(n, 3) * 0.3, torch.randn(n) + 3,
+                  torch.randn(n, 1, 3), torch.randn(n, 3, 3), sh_degree=1)
     v = splat_viewer_gaussians(g)
     R = torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
-    assert torch.allclose(v.means, g.means @ R.T)
-    assert torch.allclose(splat_viewer_gaussians(Gaussians(torch.tensor([[0.0, 0, 1]]), *(t[:1] for t in (
-        g.quats, g.scales, g.opacities, g.sh0, g.shN)))).means, torch.tensor([[0.0, -1, 0]]))  # up -> -Y
-    assert torch.allclose(_covariances(v), R @ _covariances(g) @ R.T, atol=1e-5)  # shapes turn with the points
+    k = torch.exp(v.scales - g.scales)  # one uniform scale factor
+    assert torch.allclose(k, k[0, 0].expand_as(k), rtol=1e-5) and k[0, 0] < 1
+    offset = v.means / k[:, :1] - g.means @ R.T  # the same points turned upright, up to one shift
+    assert torch.allclose(offset, offset[:1].expand_as(offset), atol=1e-4)
+    assert (v.means.norm(dim=-1) <= SPLAT_VIEWER_RADIUS * 1.5).float().mean() > 0.95  # framed by the viewer
+    assert v.means.abs().mean() < 1.0
+    up = splat_viewer_gaussians(Gaussians(torch.tensor([[0.0, 0, 1], [0, 0, 3]]), *(t[:2] for t in (
+        g.quats, g.scales, g.opacities, g.sh0, g.shN))))
+    assert up.means[1, 1] < up.means[0, 1]  # world up (+Z) -> the viewer's up (-Y)
+    assert torch.allclose(_covariances(v), R @ _covariances(g) @ R.T * k[:, :1, None] ** 2, rtol=1e-3, atol=1e-5)
     assert v.shN.shape == (n, 0, 3) and torch.equal(v.sh0, g.sh0) and torch.equal(v.opacities, g.opacities)
 
 
@@ -113,8 +119,8 @@ def test_stop_after_views_writes_only_views(pipe, tiny_model, fast_config, tmp_p
     settings = check_run_settings(fast_config, 3, 10, 1, 1.0, 5, 20)
     result = run_prompt(pipe, "a blue vase", tmp_path / "v", fast_config, settings, tiny_model, stop_after_views=True)
     assert result.metrics is None and set(result.files) == {"views_zip", "transforms", "manifest", "grid"}
-    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["grid.png", "manifest.json", "transforms.json",
-                                                                 "views", "views.zip"]
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == [".mvgen-output.json", "grid.png", "manifest.json",
+                                                                 "transforms.json", "views", "views.zip"]
     assert json.loads(result.files["manifest"].read_text())["seed"] == 5
 
 
@@ -174,7 +180,8 @@ def test_mvgen_run_cli_single_batch_and_bad_input(tiny_model, fast_config, tmp_p
     rows = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert [r["prompt"] for r in rows] == ["a red mug", "red " * 69 + "red", "a blue vase"]
     assert "tokens" in rows[1]["error"] and "error" not in rows[2]
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["000_a_red_mug", "002_a_blue_vase", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [".mvgen-output.json", "000_a_red_mug",
+                                                                 "002_a_blue_vase", "summary.json"]
     table = capsys.readouterr().out
     assert "| a blue vase | 2 |" in table and "| error: prompt:" in table
 

@@ -1,0 +1,32 @@
+"""Checks of plain values shared by the CLIs, the app and the Python API; each raises ValueError naming the field."""
+
+from __future__ import annotations
+
+import math
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit integer; larger ones fail deep inside torch
+
+
+def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int: ints and integral floats (JSON and sliders send 8.0), within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, float) and (not math.isfinite(value) or value != int(value))):
+        raise ValueError(f"{name} must be a whole number, got {short_repr(value)}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        want = f"at least {low}" if high is None else f"at most {high}" if low is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be {want}, got {short_repr(value)}")
+    return value
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A random seed torch accepts: a whole number in 0..2**63-1."""
+    return check_int(name, seed, 0, MAX_SEED)
+
+
+def short_repr(value, limit: int = 60) -> str:
+    """repr of a user value cut to ``limit`` characters (a 5000-digit number stays one readable line)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
