@@ -20,7 +20,7 @@ ASSET_VIEWS = ("all", "fitted")
 
 @dataclass
 class AssetFit:
-    """``report``: ``reconstruction.metrics.HoldoutReport`` of the scoring fit; ``gaussians``: the asset;
+    """``report``: ``reconstruction.protocols.HoldoutReport`` of the scoring fit; ``gaussians``: the asset;
     ``asset_views``: indices of the views the asset has seen; ``asset_steps`` / ``asset_seconds``: the cost of
     continuing on all views (0 when the asset is the scoring fit)."""
 
@@ -49,7 +49,7 @@ def fit_asset(images, cameras, every: int, config, asset_steps: int, backend: st
     of the continuation on all views (0: none); progress(step, total, stats) over both phases.
     """
     from reconstruction.fit import fit
-    from reconstruction.metrics import evaluate_holdout
+    from reconstruction.protocols import evaluate_holdout
 
     if not isinstance(asset_steps, int) or asset_steps < 0:
         raise ValueError(f"asset_steps must be a non-negative integer, got {asset_steps!r}")

@@ -23,15 +23,14 @@ import torch
 
 from mvgen.checks import check_int
 from mvgen.checks import short_repr as _short
-from mvgen.fileio import atomic_write_text  # the one implementation (mvgen/fileio.py, also a leaf)
+from mvgen.fileio import atomic_write_text
+from mvgen.limits import CAMERA_ELEVATION, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 
-# OpenGL camera axes -> OpenCV camera axes (flip Y and Z).
-_GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+# OpenGL camera axes -> OpenCV camera axes (flip Y and Z): the one place this flip is written.
+GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
 
 DEFAULT_RADIUS = 3.2  # objects are normalised to the unit sphere; this keeps them inside a 40 deg view
 DEFAULT_FOV_DEG = 40.0
-MAX_IMAGE_SIDE = 1 << 16  # w / h in transforms.json (PNG allows 2**31; no view of ours comes near this)
-MAX_IMAGE_PIXELS = 1 << 26  # 67 MP (8192²): larger views are refused from their header, before decoding
 IMAGE_FORMATS = ("PNG", "JPEG")
 
 
@@ -71,6 +70,11 @@ class Cameras:
     def viewmats(self) -> torch.Tensor:
         """[V,4,4] world-to-camera, OpenCV convention (gsplat's ``viewmats``)."""
         return c2w_to_viewmat(self.c2w)
+
+    @property
+    def c2w_cv(self) -> torch.Tensor:
+        """[V,4,4] camera-to-world with OpenCV camera axes (+Z forward, +Y down): the columns are those axes."""
+        return self.c2w @ GL_TO_CV.to(self.c2w)
 
     @property
     def centers(self) -> torch.Tensor:
@@ -147,7 +151,7 @@ def orbit(
 ) -> Cameras:
     """An orbit rig of ``num_views`` cameras evenly spaced in azimuth, all looking at the origin.
 
-    ``elevation`` is one angle for all views or one per view (degrees, in [-89, 89]).
+    ``elevation`` is one angle for all views or one per view (degrees, in ``limits.CAMERA_ELEVATION``).
     """
     height = width if height is None else height
     if not isinstance(num_views, int) or num_views < 1:
@@ -159,8 +163,9 @@ def orbit(
         elev = elev.expand(num_views)
     if elev.numel() != num_views:
         raise CameraError(f"elevation: got {elev.numel()} angles for {num_views} views")
-    if not torch.isfinite(elev).all() or elev.abs().max() > 89.0:
-        raise CameraError(f"elevation must be finite and within [-89, 89] degrees, got {elev.tolist()}")
+    lo, hi = CAMERA_ELEVATION.low, CAMERA_ELEVATION.high
+    if not torch.isfinite(elev).all() or elev.min() < lo or elev.max() > hi:
+        raise CameraError(f"elevation must be finite and within [{lo:g}, {hi:g}] degrees, got {elev.tolist()}")
     az = azimuth_start + torch.arange(num_views, dtype=torch.float32) * (360.0 / num_views)
     c2w = look_at(orbit_positions(az, elev, radius))
     K = intrinsics_from_fov(fov_deg, width, height).expand(num_views, 3, 3).clone()
@@ -177,14 +182,29 @@ def orbit_angles(cameras: Cameras) -> tuple[list[float], list[float]]:
     return az.tolist(), el.tolist()
 
 
+def vertical_fov_deg(K: torch.Tensor, height: int) -> float:
+    """The vertical field of view in degrees of intrinsics ``K`` [3,3] for ``height`` px tall images (the
+    inverse of ``intrinsics_from_fov``)."""
+    return math.degrees(2 * math.atan(0.5 * height / float(K[1, 1])))
+
+
+def project_points(points: torch.Tensor, cameras: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
+    """points [P,3] -> pixel coordinates [V,P,2] (x right, y down, pixel centres at +0.5) and depth [V,P]."""
+    vm = cameras.viewmats  # (V, 4, 4)
+    cam = torch.einsum("vij,pj->vpi", vm[:, :3, :3], points) + vm[:, None, :3, 3]  # (V, P, 3)
+    z = cam[..., 2]
+    uv = torch.einsum("vij,vpj->vpi", cameras.K[:, :2, :], cam) / z.clamp(min=1e-6)[..., None]
+    return uv, z
+
+
 def c2w_to_viewmat(c2w: torch.Tensor) -> torch.Tensor:
     """OpenGL camera-to-world [...,4,4] -> OpenCV world-to-camera [...,4,4] (gsplat ``viewmats``)."""
-    return torch.linalg.inv(c2w @ _GL_TO_CV.to(c2w))
+    return torch.linalg.inv(c2w @ GL_TO_CV.to(c2w))
 
 
 def viewmat_to_c2w(viewmats: torch.Tensor) -> torch.Tensor:
     """Inverse of ``c2w_to_viewmat``."""
-    return torch.linalg.inv(viewmats) @ _GL_TO_CV.to(viewmats)
+    return torch.linalg.inv(viewmats) @ GL_TO_CV.to(viewmats)
 
 
 def plucker_rays(c2w: torch.Tensor, K: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -196,7 +216,7 @@ def plucker_rays(c2w: torch.Tensor, K: torch.Tensor, height: int, width: int) ->
     x = (xs[None] - cx[:, None, None]) / fx[:, None, None]  # (V, H, W) OpenCV camera coords
     y = (ys[None] - cy[:, None, None]) / fy[:, None, None]
     dirs_cv = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (V, H, W, 3)
-    R = (c2w @ _GL_TO_CV.to(c2w))[:, :3, :3]  # OpenCV camera axes in world
+    R = (c2w @ GL_TO_CV.to(c2w))[:, :3, :3]  # OpenCV camera axes in world (``Cameras.c2w_cv``)
     d = torch.nn.functional.normalize(torch.einsum("vij,vhwj->vhwi", R, dirs_cv), dim=-1)
     o = c2w[:, None, None, :3, 3].expand_as(d)
     m = torch.cross(o, d, dim=-1)

@@ -19,6 +19,14 @@ def check_int(name: str, value, low: int | None = None, high: int | None = None)
     return value
 
 
+def check_number(name: str, value, low: float, high: float, unit: str = "a number") -> float:
+    """A finite number in [low, high] (a huge int is compared exactly, never converted); ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
+        raise ValueError(f"{name} must be {unit} in [{low:g}, {high:g}], got {short_repr(value)}")
+    return float(value)
+
+
 def check_seed(seed, name: str = "seed") -> int:
     """A random seed torch accepts: a whole number in 0..2**63-1."""
     return check_int(name, seed, 0, MAX_SEED)

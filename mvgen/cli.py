@@ -1,15 +1,39 @@
-"""The `mvgen` command. Subcommands are registered as entry points (pyproject.toml) so that this package never
-imports `reconstruction` or `ui`: each plugin module exposes ``register(subparsers)`` which adds its parser and
-sets ``func`` (called with the parsed args; returns an exit code or None). ``mvgen bench X`` works the same way
-with the ``mvgen.bench`` group."""
+"""The `mvgen` command: an explicit table of command modules, so a source checkout has every command without
+`pip install -e .`. Each entry names ``"module:function"`` as a string; the module is imported (importlib) only when
+the parser is built, and its ``function(subparsers)`` adds its parser and sets ``func`` (called with the parsed args;
+returns an exit code or None). Command modules keep heavy imports (torch, gradio) inside their commands, so
+`mvgen --help` stays fast. Naming modules of every package as strings is this dispatcher's privilege
+(tests/test_layers.py); no package is imported here at module top."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
-from importlib.metadata import entry_points
+
+# `mvgen COMMAND`, in the order of `mvgen --help`.
+COMMANDS = (
+    "mvgen.data.cli:register",  # dataset
+    "mvgen.vae:register",  # train-vae
+    "mvgen.train:register",  # train
+    "mvgen.train:register_export",  # export-model
+    "mvgen.generate:register",  # generate
+    "mvgen.evaluate:register",  # evaluate generation | asset | attributes | wording
+    "mvgen.job_cli:register_reconstruct",  # reconstruct
+    "mvgen.job_cli:register_run",  # run
+    "ui.cli:register_app",  # app
+)
+# `mvgen bench BENCH`.
+BENCHES = (
+    "mvgen.data.bench:register",  # dataset
+    "mvgen.models.bench:register",  # model
+    "mvgen.train_bench:register",  # train
+    "reconstruction.bench:register_raster",  # raster
+    "mvgen.job_bench:register_fit",  # fit
+    "mvgen.job_bench:register_e2e",  # e2e
+)
 
 # OpenMP wait policy, set per command before torch loads (a user's own setting wins). Commands that run numba
 # kernels next to torch (fits, the app, benches) make idle threads sleep: spinning threads of the two starve each
@@ -28,13 +52,19 @@ def set_wait_policy(command: str, user: str | None = _USER_WAIT_POLICY) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvgen", description="Text prompt -> multiview images -> 3D Gaussian asset.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for ep in sorted(entry_points(group="mvgen.commands"), key=lambda e: e.name):
-        ep.load()(sub)
+    for target in COMMANDS:
+        _load(target)(sub)
     bench = sub.add_parser("bench", help="benchmarks that print tables (speed, memory, quality)")
     bench_sub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    for ep in sorted(entry_points(group="mvgen.bench"), key=lambda e: e.name):
-        ep.load()(bench_sub)
+    for target in BENCHES:
+        _load(target)(bench_sub)
     return parser
+
+
+def _load(target: str):
+    """The function named by ``"module:function"``, its module imported now."""
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,6 +101,15 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
             "retrieval_top1": hits / len(captions), "seconds_per_prompt": t_gen / len(captions), "per_caption": rows}
 
 
+def add_sampling_arguments(p) -> None:
+    """--views --steps --guidance --seed --model: how every `mvgen evaluate ...` samples the model."""
+    p.add_argument("--views", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20, help="denoising steps")
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="pipeline folder (default: the shipped model)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score generated views against ground truth",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -110,11 +119,7 @@ def register(sub) -> None:
     g.add_argument("--split", choices=["heldout", "train"], default="heldout",
                    help="heldout = colour x category pairs never seen in training")
     g.add_argument("--limit", type=int, default=24, help="number of captions")
-    g.add_argument("--views", type=int, default=8)
-    g.add_argument("--steps", type=int, default=20)
-    g.add_argument("--guidance", type=float, default=3.0)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    add_sampling_arguments(g)
     g.add_argument("--json", help="write the report here")
     g.add_argument("--grids", help="folder for generated-vs-truth grid PNGs")
     g.set_defaults(func=_run)

@@ -119,8 +119,9 @@ def evaluate_caption(pipe, caption: str, fit_config, s: AssetEvalSettings, seed:
     row = {"caption": caption, "asset": _score(asset, truth, lpips_fn), "fitted_only": _score(half, truth, lpips_fn),
            "oracle": _score(oracle, truth, lpips_fn),
            "consistency_psnr": gen.report.metrics["psnr"], "oracle_consistency_psnr": oracle_fit.report.metrics["psnr"],
-           "gaussians": len(gen.gaussians), "steer": steer_log, "seconds": {"generate": round(t_gen, 2), "fit": round(t_fit, 2),
-                                                        "asset": round(t_gen + t_fit, 2)}}
+           "gaussians": len(gen.gaussians), "steer": steer_log,
+           "seconds": {"generate": round(t_gen, 2), "fit": round(t_fit, 2),
+                       "asset_continuation": round(gen.asset_seconds, 2), "asset": round(t_gen + t_fit, 2)}}
     if grid_path is not None:
         from mvgen.imageutil import grid, save_png
 
@@ -164,14 +165,14 @@ def table(rep: dict, label: str = "") -> str:
 
 
 def job_defaults(path: str | Path | None = None) -> dict:
-    """The text-to-3D job's defaults from configs/app.yaml (the app and `mvgen run` read the same file)."""
-    import yaml
+    """The text-to-3D job's defaults from configs/app.yaml (``mvgen.settings.AppConfig``, as the app and
+    `mvgen run` read it)."""
+    from mvgen.settings import DEFAULT_CONFIG, AppConfig
 
-    path = Path(path) if path else Path(__file__).resolve().parent.parent / "configs" / "app.yaml"
-    data = yaml.safe_load(path.read_text()) or {}
+    cfg = AppConfig.from_yaml(path or DEFAULT_CONFIG)
     keys = ("views", "elevation", "steps", "guidance", "recon_steps", "asset_steps", "recon_config", "holdout",
             "backend")
-    return {k: data[k] for k in keys if k in data}
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def add_parser(what) -> None:
@@ -210,15 +211,15 @@ def _run(args) -> int:
     from mvgen.data.captions import example_captions
     from mvgen.fileio import atomic_write_text, check_output_file
     from mvgen.generate import load_pipeline
+    from mvgen.limits import RUN_VIEWS
     from mvgen.sampling3d import SteerSettings
     from reconstruction.fit import FitConfig
-    from reconstruction.metrics import parse_holdout
+    from reconstruction.protocols import parse_holdout
 
     d = job_defaults()
     if args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    if not 2 <= args.views <= 32:
-        raise ValueError(f"--views must be in 2..32, got {args.views}")
+    RUN_VIEWS.check_int("--views", args.views)
     if args.recon_steps < 1 or args.asset_steps < 0:
         raise ValueError("--recon-steps must be >= 1 and --asset-steps >= 0")
     steer = SteerSettings(mode=args.steer, at=tuple(args.steer_at))

@@ -159,6 +159,8 @@ def add_parsers(what) -> None:
     """`mvgen evaluate attributes` and `mvgen evaluate wording` (registered by mvgen/evaluate.py)."""
     import argparse
 
+    from mvgen.evaluate import add_sampling_arguments
+
     for name, help_, split, limit in (
             ("attributes", "main colour / part colour / category accuracy of canonical captions", "heldout", 24),
             ("wording", "typed prompts (synonyms, filler words, word order) mapped to the intended object",
@@ -166,11 +168,7 @@ def add_parsers(what) -> None:
         p = what.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.add_argument("--split", choices=["heldout", "train"], default=split)
         p.add_argument("--limit", type=int, default=limit, help="number of objects (captions with a part colour)")
-        p.add_argument("--views", type=int, default=8)
-        p.add_argument("--steps", type=int, default=20)
-        p.add_argument("--guidance", type=float, default=3.0)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--model", help="pipeline folder (default: the shipped model)")
+        add_sampling_arguments(p)
         p.add_argument("--json", help="write the rows and accuracies here")
         p.set_defaults(func=_run, which=name)
 
@@ -182,9 +180,9 @@ def _run(args) -> int:
 
     from mvgen.fileio import atomic_write_text, check_output_file
     from mvgen.generate import load_pipeline
+    from mvgen.limits import VIEWS
 
-    if not 1 <= args.views <= 32:
-        raise ValueError(f"--views must be in 1..32, got {args.views}")
+    VIEWS.check_int("--views", args.views)
     specs = specs_for(args.split, args.limit, args.seed, with_part=True)
     if args.json:
         check_output_file(args.json, "--json")

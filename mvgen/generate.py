@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mvgen.limits import VIEWS
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "mvgen-tiny"
 
@@ -57,10 +60,9 @@ def write_views(out: Path, images: np.ndarray, cameras, extra: dict | None = Non
     return files
 
 
-def generate_to_folder(pipe, prompt: str, out: Path, *, views: int = 8, elevation: float = 20.0, steps: int = 20,
-                       guidance: float = 3.0, seed: int = 0, cameras=None, model_path: Path | None = None,
-                       callback=None, overwrite: bool = False) -> dict:
-    """Run the pipeline and write everything into ``out``, built in a temp folder and renamed on success.
+def generate_to_folder(pipe, prompt: str, out: Path, *, overwrite: bool = False, **generation) -> dict:
+    """Run the pipeline and write everything into ``out``, built in a temp folder and renamed on success;
+    ``generation``: the keyword arguments of ``write_generation``.
 
     An existing ``out`` is replaced only if it is an earlier `mvgen generate` output, or with ``overwrite``
     (``mvgen.fileio.OutputExistsError`` otherwise, before the pipeline runs).
@@ -68,32 +70,36 @@ def generate_to_folder(pipe, prompt: str, out: Path, *, views: int = 8, elevatio
     from mvgen.fileio import build_output_dir
 
     with build_output_dir(out, "generate", overwrite) as tmp:
-        return write_generation(pipe, prompt, tmp, views=views, elevation=elevation, steps=steps,
-                                guidance=guidance, seed=seed, cameras=cameras, model_path=model_path,
-                                callback=callback)
+        return write_generation(pipe, prompt, tmp, **generation)
 
 
 def write_generation(pipe, prompt: str, folder: Path, *, views: int = 8, elevation: float = 20.0, steps: int = 20,
                      guidance: float = 3.0, seed: int = 0, cameras=None, model_path: Path | None = None,
-                     callback=None) -> dict:
+                     callback=None, steer=None, fit_config=None, backend: str = "auto") -> dict:
     """Run the pipeline and write views/, transforms.json, grid.png and manifest.json into ``folder`` (an existing
-    folder being built, e.g. by ``mvgen.fileio.build_output_dir``); returns the manifest."""
+    folder being built, e.g. by ``mvgen.fileio.build_output_dir``); returns the manifest.
+
+    ``steer``: ``mvgen.sampling3d.SteerSettings`` of 3D-consistent sampling (None or mode "off": plain sampling),
+    fitting Gaussians with ``fit_config`` (``reconstruction.fit.FitConfig``) on ``backend``.
+    """
     import torch
 
+    from mvgen.cameras import orbit_angles
     from mvgen.checks import check_seed
     from mvgen.imageutil import grid, save_png
     from mvgen.pipeline import model_hash
 
     folder = Path(folder)
     seed = check_seed(seed)
+    steering = steer_arguments(steer, fit_config, backend, steps)
     t0 = time.time()
     res = pipe(prompt, cameras=cameras, num_views=views, elevation=elevation, num_inference_steps=steps,
                guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
-               callback_on_step_end=callback)
+               callback_on_step_end=callback, **steering)
     t_gen = time.time() - t0
     images = res.images[0]
     write_views(folder, images, res.cameras)
-    azim = _azimuths(res.cameras)
+    azim = [round(a, 1) for a in orbit_angles(res.cameras)[0]]
     save_png(grid([list(images)], col_labels=[f"az {a:.0f}" for a in azim]), folder / "grid.png")
     manifest = {
         "prompt": prompt, "seed": seed, "views": len(images), "elevation": elevation, "steps": steps,
@@ -101,15 +107,23 @@ def write_generation(pipe, prompt: str, folder: Path, *, views: int = 8, elevati
         "model_hash": model_hash(model_path) if model_path else None, "image_size": int(images.shape[1]),
         "seconds": {"generate": round(t_gen, 3)}, "azimuths_deg": azim,
     }
+    if steering:
+        manifest["steer"] = {"settings": dataclasses.asdict(steer), "log": steering["steer"].log}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def _azimuths(cameras) -> list[float]:
-    import math
+def steer_arguments(steer, fit_config, backend: str, steps: int) -> dict:
+    """The ``pipe(...)`` keyword arguments of 3D-consistent sampling (``mvgen.sampling3d``): a ``GaussianSteer``
+    fitting with ``fit_config`` on ``backend`` at ``steer``'s steps; none when ``steer`` is None or off."""
+    if steer is None or steer.mode == "off":
+        return {}
+    from mvgen.sampling3d import GaussianSteer
 
-    c = cameras.centers
-    return [round(math.degrees(math.atan2(float(x), float(-y))) % 360, 1) for x, y in zip(c[:, 0], c[:, 1])]
+    if fit_config is None:
+        raise ValueError("steer: 3D-consistent sampling needs the reconstruction's fit config")
+    return {"steer": GaussianSteer(fit_config, steer, backend), "steer_steps": steer.step_indices(steps),
+            "steer_strength": steer.strength}
 
 
 def load_pipeline(model: str | Path | None = None):
@@ -130,12 +144,14 @@ def register(sub) -> None:
                    "an existing one is replaced only if it is an earlier `mvgen generate` output")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even if it is not an earlier output (only once this run has succeeded)")
-    p.add_argument("--views", type=int, default=8, help="number of orbit views (1-32)")
+    p.add_argument("--views", type=int, default=8, help=f"number of orbit views ({VIEWS.low}-{VIEWS.high})")
     p.add_argument("--elevation", type=float, default=20.0, help="camera elevation in degrees")
     p.add_argument("--cameras", help="a transforms.json whose cameras to use instead of the orbit")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steer", default="off", help="3D-consistent sampling: off | gaussians (slower; fits Gaussians "
+                   "during sampling with the reconstruction settings of configs/app.yaml)")
     p.add_argument("--model", help="pipeline folder (default: the shipped assets/mvgen-tiny)")
     p.set_defaults(func=_run)
 
@@ -144,6 +160,11 @@ def _run(args) -> int:
     from mvgen.cameras import read_transforms
     from mvgen.fileio import prepare_output_dir
 
+    from mvgen.settings import AppConfig, steer_settings
+
+    cfg = AppConfig.from_yaml()
+    steer = steer_settings(args.steer, cfg.steer)  # refuse a bad mode before the model loads
+    fit_config = cfg.fit_config(seed=args.seed) if steer.mode != "off" else None
     out = prepare_output_dir(args.out, "generate", args.overwrite)  # refuse before the model loads
     cameras = read_transforms(args.cameras)[0] if args.cameras else None
     pipe, path = load_pipeline(args.model)
@@ -152,6 +173,7 @@ def _run(args) -> int:
         print(f"warning: {warn}", file=sys.stderr)
     m = generate_to_folder(pipe, args.prompt, out, views=args.views, elevation=args.elevation,
                            steps=args.steps, guidance=args.guidance, seed=args.seed, cameras=cameras,
-                           model_path=path, overwrite=args.overwrite)
+                           model_path=path, overwrite=args.overwrite, steer=steer, fit_config=fit_config,
+                           backend=cfg.backend)
     print(f"wrote {out}: {m['views']} views in {m['seconds']['generate']:.1f} s (grid: {out / 'grid.png'})")
     return 0

@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mvgen.limits import MIN_LPIPS_SIDE
+
 SSIM_WINDOW = 11
-MIN_LPIPS_SIZE = 32  # AlexNet's strided layers: ST-LPIPS fails below 24 px; 32 is safe for both implementations
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1 file name
 LPIPS_IMPLS = ("lpips-alex-v0.1", "stlpips-alex-shift-tolerant")
 
@@ -31,7 +32,7 @@ def _check_pair(a: Tensor, b: Tensor) -> None:
 
 def min_image_size(with_lpips: bool = True) -> int:
     """The smallest image side SSIM (its window) and, ``with_lpips``, LPIPS (its network) can score."""
-    return MIN_LPIPS_SIZE if with_lpips else SSIM_WINDOW
+    return MIN_LPIPS_SIDE if with_lpips else SSIM_WINDOW
 
 
 def check_image_size(height: int, width: int, with_lpips: bool = True, what: str = "images") -> None:

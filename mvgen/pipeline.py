@@ -17,9 +17,8 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from mvgen.cameras import Cameras, orbit
+from mvgen.limits import STEPS, VIEWS
 from mvgen.text import DEFAULT_TEXT_ENCODER, MAX_PROMPT_TOKENS, check_prompts, encode_text, load_text_encoder
-
-MAX_VIEWS = 32
 
 
 @dataclass
@@ -98,17 +97,17 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
     def check_inputs(self, prompt, prompt_embeds, num_views, cameras, guidance_scale, num_inference_steps):
         if prompt is None and prompt_embeds is None:
             raise ValueError("prompt: give a prompt or prompt_embeds")
-        if cameras is None and not (isinstance(num_views, int) and 1 <= num_views <= MAX_VIEWS):
-            raise ValueError(f"num_views must be an integer in 1..{MAX_VIEWS}, got {num_views!r}")
+        if cameras is None and not (isinstance(num_views, int) and VIEWS.low <= num_views <= VIEWS.high):
+            raise ValueError(f"num_views must be an integer in {VIEWS.low}..{VIEWS.high}, got {num_views!r}")
         if cameras is not None:
             if not isinstance(cameras, Cameras):
                 raise ValueError("cameras must be an mvgen.cameras.Cameras (orbit(...) or read_transforms(...))")
-            if not 1 <= len(cameras) <= MAX_VIEWS:
-                raise ValueError(f"cameras: {len(cameras)} views, supported 1..{MAX_VIEWS}")
+            if not VIEWS.low <= len(cameras) <= VIEWS.high:
+                raise ValueError(f"cameras: {len(cameras)} views, supported {VIEWS.low}..{VIEWS.high}")
             if abs(cameras.width / cameras.height - 1.0) > 0.01:
                 raise ValueError(f"cameras: this model makes square views; got {cameras.width}x{cameras.height}")
-        if not (isinstance(num_inference_steps, int) and 1 <= num_inference_steps <= 1000):
-            raise ValueError(f"num_inference_steps must be in 1..1000, got {num_inference_steps!r}")
+        if not (isinstance(num_inference_steps, int) and STEPS.low <= num_inference_steps <= STEPS.high):
+            raise ValueError(f"num_inference_steps must be in {STEPS.low}..{STEPS.high}, got {num_inference_steps!r}")
         if not (isinstance(guidance_scale, (int, float)) and 0 <= guidance_scale <= 50):
             raise ValueError(f"guidance_scale must be in [0, 50], got {guidance_scale!r}")
 
@@ -200,11 +199,40 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
             raise ValueError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
         size = self.image_size
         cameras = orbit(num_views, elevation=elevation, width=size) if cameras is None else cameras.resized(size, size)
-        V = len(cameras)
-        device = self._execution_device
         do_cfg = guidance_scale > 1.0
 
         # 2. Encode the prompt (and the empty prompt for classifier-free guidance)
+        embeds, mask = self.prepare_text(prompt, prompt_embeds, prompt_attention_mask, negative_prompt, do_cfg)
+        B = embeds.shape[0] // (2 if do_cfg else 1)
+        if steer is not None and B != 1:
+            raise ValueError(f"steer: 3D-consistent sampling takes one prompt at a time, got {B}")
+        if steer is not None and not (0.0 <= steer_strength <= 1.0):
+            raise ValueError(f"steer_strength must be in [0, 1], got {steer_strength!r}")
+
+        # 3. Cameras -> Plücker rays at the latent resolution
+        h = self.transformer.config.sample_size
+        plucker = cameras.plucker(h, h).to(self._execution_device)[None].expand(embeds.shape[0], -1, -1, -1, -1)
+
+        # 4. Prepare timesteps and latents
+        sigmas = np.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
+        self.scheduler.set_timesteps(sigmas=sigmas, device=self._execution_device)
+        latents = self.prepare_latents(B, len(cameras), generator, latents)
+
+        # 5. Denoise
+        latents = self.denoise(latents, embeds, mask, plucker, guidance_scale, cameras, callback_on_step_end,
+                               autocast, steer, steer_steps, steer_strength)
+
+        # 6. Decode
+        images = self.postprocess(latents, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return images, cameras
+        return MultiViewPipelineOutput(images=images, cameras=cameras)
+
+    def prepare_text(self, prompt, prompt_embeds, prompt_attention_mask, negative_prompt: str, do_cfg: bool):
+        """(embeds [B,T,D], mask [B,T]) of the prompts (or ``prompt_embeds``); with classifier-free guidance the
+        negative prompt's are stacked first, padded to one length: [uncond; cond], 2B rows."""
+        device = self._execution_device
         if prompt_embeds is None:
             embeds, mask, neg, neg_mask = self.encode_prompt(prompt, do_cfg, negative_prompt)
         else:
@@ -212,38 +240,24 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
             mask = prompt_attention_mask if prompt_attention_mask is not None else torch.ones(embeds.shape[:2], dtype=torch.long)
             neg, neg_mask = (encode_text(self.tokenizer, self.text_encoder, [negative_prompt] * len(embeds), device=device)
                              if do_cfg else (None, None))
-        B = embeds.shape[0]
-        if steer is not None and B != 1:
-            raise ValueError(f"steer: 3D-consistent sampling takes one prompt at a time, got {B}")
-        if steer is not None and not (0.0 <= steer_strength <= 1.0):
-            raise ValueError(f"steer_strength must be in [0, 1], got {steer_strength!r}")
         if do_cfg:  # pad both to one length, stack as [uncond; cond]
             T = max(embeds.shape[1], neg.shape[1])
             embeds = torch.cat([_pad_tokens(neg, T), _pad_tokens(embeds, T)])
             mask = torch.cat([_pad_tokens(neg_mask, T), _pad_tokens(mask.to(device), T)])
+        return embeds, mask
 
-        # 3. Cameras -> Plücker rays at the latent resolution
-        h = self.transformer.config.sample_size
-        plucker = cameras.plucker(h, h).to(device)[None].expand(B * (2 if do_cfg else 1), -1, -1, -1, -1)
-
-        # 4. Prepare timesteps and latents
-        sigmas = np.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
-        self.scheduler.set_timesteps(sigmas=sigmas, device=device)
-        latents = self.prepare_latents(B, V, generator, latents)
-
-        # 5. Denoise
-        use_autocast = autocast and device.type == "cpu"
+    def denoise(self, latents, embeds, mask, plucker, guidance_scale: float, cameras: Cameras,
+                callback_on_step_end: Callable | None = None, autocast: bool = True, steer: Callable | None = None,
+                steer_steps: Sequence[int] = (), steer_strength: float = 1.0) -> torch.Tensor:
+        """The sampling loop over the scheduler's timesteps: guided velocity, the 3D-consistency correction at
+        ``steer_steps`` (see ``steer_latents``), one scheduler step, the step callback. Returns the latents."""
+        use_autocast = autocast and self._execution_device.type == "cpu"
         # One autocast region around the whole loop: its weight cache casts each weight to bf16 once per call
         # instead of once per step (the casts were 20% of sampling time). Elementwise ops stay fp32.
         with self.progress_bar(total=len(self.scheduler.timesteps)) as bar, \
                 torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_autocast):
             for i, t in enumerate(self.scheduler.timesteps):
-                model_in = torch.cat([latents] * 2) if do_cfg else latents
-                v = self.transformer(model_in, t.expand(model_in.shape[0]), embeds, mask, plucker,
-                                     return_dict=False)[0].float()
-                if do_cfg:
-                    v_uncond, v_cond = v.chunk(2)
-                    v = v_uncond + guidance_scale * (v_cond - v_uncond)
+                v = self.velocity(latents, t, embeds, mask, plucker, guidance_scale)
                 if steer is not None and i in steer_steps:
                     with torch.autocast("cpu", enabled=False):
                         latents, v = self.steer_latents(latents, v, self.scheduler.sigmas[i], steer, cameras,
@@ -253,22 +267,33 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
                     out = callback_on_step_end(self, i, t, {"latents": latents})
                     latents = (out or {}).get("latents", latents)
                 bar.update()
+        return latents
 
-        # 6. Decode
+    def velocity(self, latents, t, embeds, mask, plucker, guidance_scale: float) -> torch.Tensor:
+        """The transformer's velocity [B,V,C,h,w] at timestep ``t``, guided (classifier-free) when
+        ``guidance_scale`` > 1 (``embeds`` then hold [uncond; cond])."""
+        do_cfg = guidance_scale > 1.0
+        model_in = torch.cat([latents] * 2) if do_cfg else latents
+        v = self.transformer(model_in, t.expand(model_in.shape[0]), embeds, mask, plucker,
+                             return_dict=False)[0].float()
+        if do_cfg:
+            v_uncond, v_cond = v.chunk(2)
+            v = v_uncond + guidance_scale * (v_cond - v_uncond)
+        return v
+
+    def postprocess(self, latents: torch.Tensor, output_type: str):
+        """Latents as ``output_type`` asks: "latent" as they are, else decoded views [B,V,3,H,W] ("pt"),
+        [B,V,H,W,3] arrays ("np") or lists of PIL images ("pil")."""
         if output_type == "latent":
-            images = latents
-        else:
-            images = self.decode_latents(latents)  # [B,V,3,H,W]
-            if output_type in ("np", "pil"):
-                images = images.permute(0, 1, 3, 4, 2).cpu().numpy()
-            if output_type == "pil":
-                from PIL import Image
+            return latents
+        images = self.decode_latents(latents)  # [B,V,3,H,W]
+        if output_type in ("np", "pil"):
+            images = images.permute(0, 1, 3, 4, 2).cpu().numpy()
+        if output_type == "pil":
+            from PIL import Image
 
-                images = [[Image.fromarray((v * 255).round().astype(np.uint8)) for v in b] for b in images]
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return images, cameras
-        return MultiViewPipelineOutput(images=images, cameras=cameras)
+            images = [[Image.fromarray((v * 255).round().astype(np.uint8)) for v in b] for b in images]
+        return images
 
 
 def _pad_tokens(x: torch.Tensor, T: int) -> torch.Tensor:

@@ -186,13 +186,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     from mvgen.trainutil import LossLog, checkpoint_dirs, dump_config, resume_state, save_checkpoint
 
     out = Path(cfg.out)
-    if not 1 <= cfg.views_min <= cfg.views_max:
-        raise ValueError(f"views_min/views_max must satisfy 1 <= min <= max, got {cfg.views_min}/{cfg.views_max}")
-    if not 0.0 <= cfg.caption_augment <= 1.0:
-        raise ValueError(f"caption_augment must be in [0, 1], got {cfg.caption_augment}")
-    if cfg.lr_schedule not in LR_SCHEDULES or not 0 <= cfg.lr_min <= cfg.lr or cfg.warmup < 0:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES} with 0 <= lr_min <= lr and warmup >= 0, got "
-                         f"{cfg.lr_schedule!r}, lr_min={cfg.lr_min}, lr={cfg.lr}, warmup={cfg.warmup}")
+    check_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
@@ -209,10 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     if cfg.init_from and not checkpoint_dirs(out):
-        from mvgen.models import PTDiTTransformer3DModel
-
-        init = PTDiTTransformer3DModel.from_pretrained(Path(cfg.init_from) / "transformer", use_safetensors=True)
-        model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+        _init_from(model, cfg.init_from)
         acc.print(f"initialised the transformer from {cfg.init_from}")
     ema = EMAModel(copy.deepcopy(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
                    power=2 / 3)
@@ -233,22 +224,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     while step < stop:
         V = int(torch.randint(cfg.views_min, cfg.views_max + 1, (1,), generator=gen))
         for _ in range(cfg.grad_accum):
-            batch = cache.batch(cfg.batch_size, V, cfg.caption_dropout, gen, cfg.caption_augment)
-            lat, pl, emb, mask = (t.to(acc.device) for t in batch)
-            noise = torch.randn(lat.shape, generator=gen).to(acc.device)
-            s = torch.sigmoid(torch.randn(lat.shape[0], generator=gen) * cfg.logit_normal_std).to(acc.device)
-            x_t = (1 - s.view(-1, 1, 1, 1, 1)) * lat + s.view(-1, 1, 1, 1, 1) * noise
-            with acc.accumulate(model), acc.autocast():
-                pred = model(x_t, s * 1000, emb, mask, pl, return_dict=False)[0]
-                loss = torch.nn.functional.mse_loss(pred.float(), (noise - lat).float())
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"train: loss became {loss.item()} at step {step}; lower the lr")
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    acc.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
+            loss = _optimisation_step(acc, model, opt, sched, cache, cfg, gen, V, step)
         ema.step(acc.unwrap_model(model).parameters())
         step += 1
         bar.update(1)
@@ -263,6 +239,53 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     bar.close()
     final = checkpoint_dirs(out)[-1] / "pipeline"
     return final
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse bad settings before anything is loaded or written."""
+    if not 1 <= cfg.views_min <= cfg.views_max:
+        raise ValueError(f"views_min/views_max must satisfy 1 <= min <= max, got {cfg.views_min}/{cfg.views_max}")
+    if not 0.0 <= cfg.caption_augment <= 1.0:
+        raise ValueError(f"caption_augment must be in [0, 1], got {cfg.caption_augment}")
+    if cfg.lr_schedule not in LR_SCHEDULES or not 0 <= cfg.lr_min <= cfg.lr or cfg.warmup < 0:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES} with 0 <= lr_min <= lr and warmup >= 0, got "
+                         f"{cfg.lr_schedule!r}, lr_min={cfg.lr_min}, lr={cfg.lr}, warmup={cfg.warmup}")
+    if not (isinstance(cfg.steps, int) and cfg.steps >= 1):
+        raise ValueError(f"steps must be a positive integer, got {cfg.steps!r}")
+
+
+def _init_from(model, pipeline_folder: str) -> None:
+    """Start from the transformer weights of a saved pipeline (fine-tuning / continued training)."""
+    from mvgen.models import PTDiTTransformer3DModel
+
+    init = PTDiTTransformer3DModel.from_pretrained(Path(pipeline_folder) / "transformer", use_safetensors=True)
+    model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+
+
+def _optimisation_step(acc, model, opt, sched, cache, cfg: TrainConfig, gen, V: int, step: int):
+    """One (micro-)batch of rectified flow: x_t = (1 - s) x_0 + s noise, target noise - x_0; returns the loss.
+    Mediator models (DAM) draw this step's mediator count from ``model.config.mediator_counts`` (one checkpoint
+    then serves every count and any per-step schedule at sampling)."""
+    import torch
+
+    batch = cache.batch(cfg.batch_size, V, cfg.caption_dropout, gen, cfg.caption_augment)
+    lat, pl, emb, mask = (t.to(acc.device) for t in batch)
+    noise = torch.randn(lat.shape, generator=gen).to(acc.device)
+    s = torch.sigmoid(torch.randn(lat.shape[0], generator=gen) * cfg.logit_normal_std).to(acc.device)
+    x_t = (1 - s.view(-1, 1, 1, 1, 1)) * lat + s.view(-1, 1, 1, 1, 1) * noise  # (B, V, C, h, w)
+    n_med = acc.unwrap_model(model).sample_num_mediators(gen)  # None (and no draw) for other attention types
+    with acc.accumulate(model), acc.autocast():
+        pred = model(x_t, s * 1000, emb, mask, pl, return_dict=False, num_mediators=n_med)[0]
+        loss = torch.nn.functional.mse_loss(pred.float(), (noise - lat).float())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"train: loss became {loss.item()} at step {step}; lower the lr")
+        acc.backward(loss)
+        if acc.sync_gradients:
+            acc.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return loss
 
 
 def _ema_model(model, ema):

@@ -9,7 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
-from mvgen.fileio import atomic_write_text
+from mvgen.fileio import atomic_path, atomic_write_text
 
 
 def load_config(cls, path: str | os.PathLike | None, **overrides):
@@ -49,8 +49,6 @@ def dump_config(cfg, path: str | os.PathLike) -> None:
 
     atomic_write_text(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
 
-
-atomic_write = atomic_write_text  # old name, still imported by mvgen/vae.py
 
 
 def checkpoint_dirs(out: Path) -> list[Path]:
@@ -101,12 +99,10 @@ def read_log(path: Path) -> list[dict]:
 
 
 def _write_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 class LossLog:
@@ -157,7 +153,6 @@ class LossLog:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        tmp = png.with_name(f".{png.name}.tmp.png")
-        fig.savefig(tmp)
+        with atomic_path(png) as tmp:
+            fig.savefig(tmp)
         plt.close(fig)
-        os.replace(tmp, png)

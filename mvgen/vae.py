@@ -184,7 +184,7 @@ def finish(vae, cfg: VAETrainConfig, train: torch.Tensor) -> Path:
     ``init_from``), score held-out views, save ``out/vae`` and a report."""
     import torch
 
-    from mvgen.trainutil import atomic_write
+    from mvgen.fileio import atomic_write_text
 
     out = Path(cfg.out)
     gen = torch.Generator().manual_seed(0)
@@ -212,7 +212,7 @@ def finish(vae, cfg: VAETrainConfig, train: torch.Tensor) -> Path:
 
         shutil.rmtree(final)
     tmp.rename(final)
-    atomic_write(out / "vae_report.json", json.dumps(report, indent=2))
+    atomic_write_text(out / "vae_report.json", json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     return final
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from numba import njit
 
-from mvgen.cameras import Cameras, orbit, write_transforms
-from mvgen.fileio import atomic_path  # the one implementation; ui/run.py imports it from here too
+from mvgen.cameras import Cameras, write_transforms
+from mvgen.fileio import atomic_path
 from reconstruction.gaussians import Gaussians, render
+from reconstruction.rasterize import quat_to_rotmat
 
 
 # ----------------------------------------------------------------------------------------------- .ply / .splat
@@ -142,11 +144,7 @@ def density_grid(gaussians: Gaussians, resolution: int = 96, bound: float | None
         bound = float(means.abs().max()) * 1.05 + 1e-3 if len(means) else 1.0
     voxel = 2 * bound / (resolution - 1)
     scales = torch.exp(g.scales[keep]).clamp(min=0.5 * voxel)
-    q = torch.nn.functional.normalize(g.quats[keep], dim=-1)
-    w, x, y, z = q.unbind(-1)
-    R = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
+    R = quat_to_rotmat(g.quats[keep])
     P = R / scales[:, None, :]
     precis = P @ P.transpose(1, 2)  # R S^-2 R^T
     radius = 3.0 * scales.max(dim=-1).values
@@ -192,13 +190,6 @@ def save_glb(gaussians: Gaussians, path: str | os.PathLike, resolution: int = 96
 
 # ------------------------------------------------------------------------------------------ orbit video / path
 
-def orbit_path(frames: int = 60, elevation: float = 20.0, width: int = 256, radius: float | None = None,
-               fov_deg: float | None = None) -> Cameras:
-    """The cameras of the orbit video (mvgen's default radius and fov unless given)."""
-    kw = {k: v for k, v in (("radius", radius), ("fov_deg", fov_deg)) if v is not None}
-    return orbit(frames, elevation, width=width, **kw)
-
-
 def render_orbit(gaussians: Gaussians, cameras: Cameras, backend: str = "auto") -> np.ndarray:
     """uint8 [T,H,W,3] frames on a white background."""
     rgb, _ = render(gaussians, cameras, backend=backend)
@@ -240,19 +231,31 @@ def save_camera_path(cameras: Cameras, path: str | os.PathLike, fps: int = 24) -
     return Path(path)
 
 
-def export_all(gaussians: Gaussians, out: str | os.PathLike, name: str = "scene", frames: int = 60,
-               width: int = 256, elevation: float = 20.0, mesh_resolution: int = 96, backend: str = "auto",
-               gif_frames: int = 30) -> dict:
-    """Write ``name``.ply / .splat / .glb / .mp4 / .gif and ``name``_camera_path.json into ``out``.
-    Returns {kind: path}."""
+def export_all(gaussians: Gaussians, out: str | os.PathLike, cameras: Cameras, name: str = "scene",
+               mesh_resolution: int = 96, backend: str = "auto", gif_frames: int = 30,
+               progress: Callable[[float, str], None] | None = None) -> tuple[dict, list]:
+    """Write ``name``.ply / .splat / .glb / .mp4 / .gif and ``name``_camera_path.json into ``out``; the orbit video
+    and its camera path follow ``cameras``. A mesh that cannot be extracted (Gaussians too faint to reach the iso
+    level) is no error: the other files are still written and the reason is returned as a warning.
+
+    ``progress(fraction, desc)`` hears of each step. Returns ({kind: path}, warnings).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"ply": save_ply(gaussians, out / f"{name}.ply"), "splat": save_splat(gaussians, out / f"{name}.splat"),
-             "glb": save_glb(gaussians, out / f"{name}.glb", mesh_resolution)}
-    cams = orbit_path(frames, elevation, width)
-    video = render_orbit(gaussians, cams, backend)
+    tell = progress or (lambda fraction, desc: None)
+    tell(0.0, "exporting .ply / .splat")
+    paths = {"ply": save_ply(gaussians, out / f"{name}.ply"), "splat": save_splat(gaussians, out / f"{name}.splat")}
+    warnings = []
+    tell(0.3, "extracting the mesh (.glb)")
+    try:
+        paths["glb"] = save_glb(gaussians, out / f"{name}.glb", mesh_resolution)
+    except ValueError as e:
+        warnings.append(f"no .glb mesh: {e}")
+    tell(0.6, "rendering the orbit video")
+    video = render_orbit(gaussians, cameras, backend)
     paths["mp4"] = save_video(video, out / f"{name}.mp4")
-    step = max(1, frames // gif_frames)
+    step = max(1, len(video) // gif_frames)
     paths["gif"] = save_gif(video[::step], out / f"{name}.gif", fps=max(1, round(24 / step)))
-    paths["camera_path"] = save_camera_path(cams, out / f"{name}_camera_path.json")
-    return paths
+    paths["camera_path"] = save_camera_path(cameras, out / f"{name}_camera_path.json")
+    tell(1.0, "exports written")
+    return paths, warnings

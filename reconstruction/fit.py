@@ -22,6 +22,7 @@ from reconstruction.init import INITS, initial_gaussians, outside_hull
 from reconstruction.rasterize import rasterization
 
 PARAM_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "reconstruction.yaml"  # the shipped preset
 
 
 class FitError(ValueError):
@@ -166,19 +167,55 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     ``progress(step, total, stats)`` is called every step (stats: loss, n_gaussians, sh_degree).
     Raises FitError on bad views or when the loss becomes non-finite.
     """
-    from gsplat.strategy import DefaultStrategy
-    from gsplat.strategy.ops import remove
-
     cfg = config or FitConfig()
     check_views(images, cameras)
     t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    V = images.shape[0]
     target_rgb = composite(images, cfg.background)  # (V, 3, H, W)
     target_alpha = images[:, 3:4]
     radius, scene_scale = scene_geometry(cameras, cfg.scene_radius)
+    params = _initial_params(images, cameras, cfg, radius, start)
+    opt = _Optimisation(params, cfg, scene_scale)
+    batches = _view_batches(images.shape[0], cfg.batch_views, gen)
+    sh_offset = 0 if start is None else cfg.sh_degree * cfg.sh_every
+    carve = cfg.carve and bool((target_alpha < 0.99).any())
+    bg = torch.tensor(cfg.background, dtype=torch.float32)
+    losses: list[float] = []
+    stopped_early = False
+    step = 0
+    for step in range(cfg.steps):
+        ids = next(batches)
+        sh_active = min(cfg.sh_degree, (step + sh_offset) // cfg.sh_every)
+        rgb, alpha, info = _render(params, cameras[ids], sh_active, bg, backend)
+        loss = _loss(cfg, params, rgb, alpha, target_rgb[ids], target_alpha[ids])
+        if not torch.isfinite(loss):
+            raise FitError(f"loss became non-finite at step {step}; try a lower learning rate or fewer steps")
+        opt.step(loss, step, info)
+        if carve and step >= cfg.refine_start and step % cfg.refine_every == 0:
+            opt.carve(target_alpha, cameras)
+        opt.cap(cfg.max_gaussians)
 
+        losses.append(loss.item())
+        if progress is not None:
+            progress(step + 1, cfg.steps, {"loss": losses[-1], "n_gaussians": len(params["means"]),
+                                           "sh_degree": sh_active})
+        if cfg.time_budget and time.perf_counter() - t0 > cfg.time_budget:
+            stopped_early = step + 1 < cfg.steps
+            break
+        if _converged(losses, step, opt.refine_stop, cfg.early_stop_tol):
+            stopped_early = True
+            break
+
+    result = Gaussians(*(params[n].detach().clone() for n in PARAM_NAMES), sh_degree=cfg.sh_degree)
+    return FitResult(result, step + 1, time.perf_counter() - t0, time.process_time() - c0, losses, stopped_early,
+                     cfg)
+
+
+def _initial_params(images: Tensor, cameras: Cameras, cfg: FitConfig, radius: float,
+                    start: Gaussians | None) -> torch.nn.ParameterDict:
+    """The parameters to optimise: ``start``'s (a continuation) or fresh ones from ``cfg.init`` at
+    ``cfg.init_opacity``."""
     if start is None:
         init = initial_gaussians(cfg.init, images, cameras, cfg.init_points, cfg.sh_degree, radius, cfg.seed)
     elif start.sh_degree != cfg.sh_degree:
@@ -189,75 +226,83 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     if start is None:
         with torch.no_grad():
             params["opacities"].fill_(math.log(cfg.init_opacity / (1 - cfg.init_opacity)))
-    sh_offset = 0 if start is None else cfg.sh_degree * cfg.sh_every
-    lrs = {"means": cfg.lr_means * scene_scale, "quats": cfg.lr_quats, "scales": cfg.lr_scales,
-           "opacities": cfg.lr_opacities, "sh0": cfg.lr_sh0, "shN": cfg.lr_shN}
-    optimizers = {n: torch.optim.Adam([params[n]], lr=lrs[n], eps=1e-15) for n in PARAM_NAMES}
-    means_decay = cfg.lr_means_final_ratio ** (1.0 / cfg.steps)
+    return params
 
-    refine_stop = int(cfg.steps * cfg.refine_stop_ratio)
-    strategy = DefaultStrategy(prune_opa=cfg.prune_opacity, grow_grad2d=cfg.grow_grad2d,
-                               refine_start_iter=cfg.refine_start, refine_stop_iter=refine_stop,
-                               refine_every=cfg.refine_every, reset_every=cfg.steps + 1)
-    strategy.check_sanity(params, optimizers)
-    state = strategy.initialize_state(scene_scale=scene_scale)
 
-    bg = torch.tensor(cfg.background, dtype=torch.float32)
-    carve = cfg.carve and bool((target_alpha < 0.99).any())
-    losses: list[float] = []
-    order = torch.randperm(V, generator=gen)
-    cursor = 0
-    stopped_early = False
-    step = 0
-    for step in range(cfg.steps):
-        if cursor + cfg.batch_views > V:
-            order, cursor = torch.randperm(V, generator=gen), 0
-        ids = order[cursor:cursor + min(cfg.batch_views, V)].tolist()
+def _view_batches(num_views: int, batch: int, gen: torch.Generator):
+    """Endless batches of ``batch`` view indices from shuffled passes over the views (reshuffled when fewer than
+    ``batch`` views are left in a pass)."""
+    order, cursor = torch.randperm(num_views, generator=gen), 0
+    while True:
+        if cursor + batch > num_views:
+            order, cursor = torch.randperm(num_views, generator=gen), 0
+        ids = order[cursor:cursor + min(batch, num_views)].tolist()
         cursor += len(ids)
-        cams = cameras[ids]
-        sh_active = min(cfg.sh_degree, (step + sh_offset) // cfg.sh_every)
+        yield ids
 
-        colors = torch.cat([params["sh0"], params["shN"]], dim=1)
-        render, alpha, info = rasterization(
-            params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
-            colors, cams.viewmats, cams.K, cams.width, cams.height, sh_degree=sh_active,
-            backgrounds=bg.expand(len(ids), 3), backend=backend)
-        render = render.permute(0, 3, 1, 2)  # (B, 3, H, W)
-        alpha = alpha.permute(0, 3, 1, 2)  # (B, 1, H, W)
-        loss = _loss(cfg, params, render, alpha, target_rgb[ids], target_alpha[ids])
-        if not torch.isfinite(loss):
-            raise FitError(f"loss became non-finite at step {step}; try a lower learning rate or fewer steps")
 
-        strategy.step_pre_backward(params, optimizers, state, step, info)
+def _render(params, cams: Cameras, sh_degree: int, bg: Tensor, backend: str) -> tuple[Tensor, Tensor, dict]:
+    """rgb [B,3,H,W] and alpha [B,1,H,W] of the current Gaussians in ``cams``, and the rasterizer's ``info``."""
+    colors = torch.cat([params["sh0"], params["shN"]], dim=1)
+    rgb, alpha, info = rasterization(
+        params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
+        colors, cams.viewmats, cams.K, cams.width, cams.height, sh_degree=sh_degree,
+        backgrounds=bg.expand(len(cams), 3), backend=backend)
+    return rgb.permute(0, 3, 1, 2), alpha.permute(0, 3, 1, 2), info
+
+
+class _Optimisation:
+    """Per-parameter Adam (means' learning rate decaying exponentially) and gsplat's ``DefaultStrategy``
+    densifying and pruning ``params`` in place; plus carving by the views' silhouettes and the Gaussian cap."""
+
+    def __init__(self, params, cfg: FitConfig, scene_scale: float):
+        from gsplat.strategy import DefaultStrategy
+
+        self.params = params
+        lrs = {"means": cfg.lr_means * scene_scale, "quats": cfg.lr_quats, "scales": cfg.lr_scales,
+               "opacities": cfg.lr_opacities, "sh0": cfg.lr_sh0, "shN": cfg.lr_shN}
+        self.optimizers = {n: torch.optim.Adam([params[n]], lr=lrs[n], eps=1e-15) for n in PARAM_NAMES}
+        self.means_decay = cfg.lr_means_final_ratio ** (1.0 / cfg.steps)
+        self.refine_stop = int(cfg.steps * cfg.refine_stop_ratio)
+        self.carve_dilate_px = cfg.carve_dilate_px
+        self.strategy = DefaultStrategy(prune_opa=cfg.prune_opacity, grow_grad2d=cfg.grow_grad2d,
+                                        refine_start_iter=cfg.refine_start, refine_stop_iter=self.refine_stop,
+                                        refine_every=cfg.refine_every, reset_every=cfg.steps + 1)
+        self.strategy.check_sanity(params, self.optimizers)
+        self.state = self.strategy.initialize_state(scene_scale=scene_scale)
+
+    def step(self, loss: Tensor, step: int, info: dict) -> None:
+        """Backward, one Adam step of every parameter, the strategy's densification and pruning."""
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.state, step, info)
         loss.backward()
-        for opt in optimizers.values():
+        for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        for group in optimizers["means"].param_groups:
-            group["lr"] *= means_decay
-        strategy.step_post_backward(params, optimizers, state, step, info, packed=False)
-        if carve and step >= cfg.refine_start and step % cfg.refine_every == 0:
-            with torch.no_grad():
-                out = outside_hull(params["means"].detach(), target_alpha, cameras, cfg.carve_dilate_px)
-            if out.any() and not out.all():
-                remove(params=params, optimizers=optimizers, state=state, mask=out)
-        if len(params["means"]) > cfg.max_gaussians:
-            _cap(params, optimizers, state, cfg.max_gaussians, remove)
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] *= self.means_decay
+        self.strategy.step_post_backward(self.params, self.optimizers, self.state, step, info, packed=False)
 
-        losses.append(loss.item())
-        if progress is not None:
-            progress(step + 1, cfg.steps, {"loss": losses[-1], "n_gaussians": len(params["means"]),
-                                           "sh_degree": sh_active})
-        if cfg.time_budget and time.perf_counter() - t0 > cfg.time_budget:
-            stopped_early = step + 1 < cfg.steps
-            break
-        if _converged(losses, step, refine_stop, cfg.early_stop_tol):
-            stopped_early = True
-            break
+    @torch.no_grad()
+    def carve(self, target_alpha: Tensor, cameras: Cameras) -> None:
+        """Remove the Gaussians whose centre some view sees outside its (dilated) alpha mask."""
+        out = outside_hull(self.params["means"].detach(), target_alpha, cameras, self.carve_dilate_px)
+        if out.any() and not out.all():
+            self._remove(out)
 
-    result = Gaussians(*(params[n].detach().clone() for n in PARAM_NAMES), sh_degree=cfg.sh_degree)
-    return FitResult(result, step + 1, time.perf_counter() - t0, time.process_time() - c0, losses, stopped_early,
-                     cfg)
+    @torch.no_grad()
+    def cap(self, limit: int) -> None:
+        """Remove the faintest Gaussians so at most ``limit`` remain."""
+        opac = self.params["opacities"].detach()
+        if len(opac) <= limit:
+            return
+        mask = torch.zeros(len(opac), dtype=torch.bool)
+        mask[torch.topk(opac, len(opac) - limit, largest=False).indices] = True
+        self._remove(mask)
+
+    def _remove(self, mask: Tensor) -> None:
+        from gsplat.strategy.ops import remove
+
+        remove(params=self.params, optimizers=self.optimizers, state=self.state, mask=mask)
 
 
 def _loss(cfg: FitConfig, params, render: Tensor, alpha: Tensor, gt: Tensor, gt_alpha: Tensor) -> Tensor:
@@ -274,16 +319,6 @@ def _loss(cfg: FitConfig, params, render: Tensor, alpha: Tensor, gt: Tensor, gt_
         ratio = torch.exp(log_s.max(dim=-1).values - log_s.min(dim=-1).values)
         loss = loss + cfg.aniso_reg * torch.relu(ratio - cfg.aniso_max).mean()
     return loss
-
-
-@torch.no_grad()
-def _cap(params, optimizers, state, limit: int, remove) -> None:
-    """Remove the faintest Gaussians so at most ``limit`` remain."""
-    opac = params["opacities"].detach()
-    excess = len(opac) - limit
-    mask = torch.zeros(len(opac), dtype=torch.bool)
-    mask[torch.topk(opac, excess, largest=False).indices] = True
-    remove(params=params, optimizers=optimizers, state=state, mask=mask)
 
 
 def _converged(losses: list, step: int, refine_stop: int, tol: float, window: int = 100) -> bool:

@@ -15,19 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mvgen.cameras import Cameras
+from mvgen.cameras import Cameras, project_points
 from reconstruction.gaussians import SH_C0, Gaussians
 
 INITS = ("hull", "random")
-
-
-def project_points(points: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
-    """points [P,3] -> pixel coordinates [V,P,2] (x right, y down, pixel centres at +0.5) and depth [V,P]."""
-    vm = cameras.viewmats  # (V, 4, 4)
-    cam = torch.einsum("vij,pj->vpi", vm[:, :3, :3], points) + vm[:, None, :3, 3]  # (V, P, 3)
-    z = cam[..., 2]
-    uv = torch.einsum("vij,vpj->vpi", cameras.K[:, :2, :], cam) / z.clamp(min=1e-6)[..., None]
-    return uv, z
 
 
 def _sample_views(images: Tensor, uv: Tensor) -> Tensor:

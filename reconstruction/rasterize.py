@@ -33,6 +33,14 @@ def choose_backend(backend: str = "auto", device: torch.device | str = "cpu") ->
     return backend
 
 
+def quat_to_rotmat(quats: Tensor) -> Tensor:
+    """[N,4] quaternions wxyz (any norm, gsplat's convention) -> [N,3,3] rotation matrices."""
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
+
+
 def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, viewmats: Tensor,
                       Ks: Tensor, width: int, height: int, eps2d: float = 0.3, near_plane: float = 0.01,
                       far_plane: float = 1e10, radius_clip: float = 0.0):
@@ -48,12 +56,9 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
         2D covariance [[a, b], [b, c]]).
     """
     # world covariance  Sigma = (R S)(R S)^T, six unique entries, each [N]
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    R = ((1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)),
-         (2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)),
-         (2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)))
+    R = quat_to_rotmat(quats)  # (N, 3, 3); used entry by entry below
     s = scales.unbind(-1)
-    M = [[R[i][j] * s[j] for j in range(3)] for i in range(3)]
+    M = [[R[:, i, j] * s[j] for j in range(3)] for i in range(3)]
     cov = [[None] * 3 for _ in range(3)]
     for i in range(3):
         for j in range(i, 3):

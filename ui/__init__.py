@@ -1,1 +1,3 @@
-"""Gradio app (only this package imports gradio: ui.app, ui.handlers) and the headless `mvgen run` (ui.run)."""
+"""The Gradio app only (design.md §2): components (ui.app), handlers (ui.handlers), sessions (ui.sessions), safe
+uploads (ui.uploads) and `mvgen app`'s registration (ui.cli). Only this package imports gradio; the job it runs is
+mvgen.job."""

@@ -17,9 +17,10 @@ import gradio as gr
 
 from mvgen.data.captions import example_captions
 from mvgen.generate import default_model_path
+from mvgen.limits import ELEVATION, GUIDANCE
+from mvgen.settings import AppConfig
 from ui.handlers import REPORT_KEYS, Handlers, explain_missing_inputs
 from ui.sessions import SessionFolders
-from ui.settings import AppConfig
 
 INTRO = """# mvgen — text to 3D
 Type what you want, get consistent views of it from every side, a 3D Gaussian splat, a mesh and an orbit video,
@@ -73,22 +74,97 @@ def build_app(model_path=None, config: AppConfig | None = None, workdir=None, pr
     loaded the page (not before: loading competes with serving and rendering the page on a small CPU). The
     returned Blocks carries ``.mvgen`` (an ``AppContext``)."""
     cfg = config or AppConfig.from_yaml()
+    root = _app_folder(workdir)
+    folders = SessionFolders(root, cfg.session_max_age_minutes * 60, cfg.runs_per_session)
+    h = Handlers(cfg, model_path or default_model_path(), folders)
+    problem = h.model_status()
+    max_age = int(cfg.session_max_age_minutes * 60)
+    with gr.Blocks(title="mvgen — text to 3D", delete_cache=(max(60, max_age // 4), max_age)) as demo:
+        gr.Markdown(INTRO)
+        gr.Markdown(f"⚠ **{problem}**" if problem else "", visible=bool(problem), elem_id="model-status")
+        with gr.Tabs():
+            with gr.Tab("Text to 3D", id="generate"):
+                gen = _generate_tab(cfg)
+            with gr.Tab("Evaluate your own views", id="evaluate"):
+                ev = _evaluate_tab(cfg)
+        _wire_events(demo, h, cfg, gen, ev)
+        if preload and not problem:
+            demo.load(h.preload, None, None, queue=False, api_visibility="private")
+    demo.queue(max_size=cfg.max_queue, default_concurrency_limit=cfg.concurrency_limit)
+    explain_missing_inputs(demo)
+    demo.mvgen = AppContext(cfg, root, h)
+    return demo
+
+
+def _app_folder(workdir) -> Path:
+    """The app folder: ``workdir`` (created) or a new temporary folder deleted at exit. Gradio's uploads and its
+    copies of our outputs go inside it (``GRADIO_TEMP_DIR``, read when components and the server are created), so
+    serving that folder and nothing wider is enough."""
     if workdir is None:
         root = Path(tempfile.mkdtemp(prefix="mvgen-app-"))
         atexit.register(shutil.rmtree, root, True)
     else:
         root = Path(workdir).resolve()
         root.mkdir(parents=True, exist_ok=True)
-    # Gradio reads this when components and the server are created: uploads and its copies of our outputs stay
-    # inside the app folder, so serving that folder and nothing wider is enough.
     os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")
-    folders = SessionFolders(root, cfg.session_max_age_minutes * 60, cfg.runs_per_session)
-    h = Handlers(cfg, model_path or default_model_path(), folders)
-    problem = h.model_status()
+    return root
 
-    def on_generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views,
+
+def _generate_tab(cfg: AppConfig) -> dict:
+    """The "Text to 3D" tab: the prompt, its examples, the advanced settings (ranges from ``mvgen.limits`` and the
+    config), the buttons and the report. Returns its components by name (inputs in the handler's order)."""
+    c = {}
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            c["prompt"] = gr.Textbox(label="Prompt", placeholder="a red mug", max_lines=2, elem_id="prompt")
+            gr.Examples([[e] for e in example_captions("train", cfg.prompt_examples, seed=0)],
+                        inputs=[c["prompt"]], label="Examples (the shipped model's vocabulary)")
+            with gr.Accordion("Advanced settings", open=False):
+                c["views"] = gr.Slider(cfg.views_min, cfg.views_max, cfg.views, step=1, label="Views")
+                c["elevation"] = gr.Slider(ELEVATION.low, ELEVATION.high, cfg.elevation, step=1,
+                                           label="Elevation (degrees)")
+                with gr.Row():
+                    c["seed"] = gr.Number(cfg.seed, precision=0, label="Seed", minimum=0, scale=3)
+                    c["dice"] = gr.Button("🎲 random seed", scale=1, size="sm")
+                c["steps"] = gr.Slider(1, cfg.steps_max, cfg.steps, step=1, label="Denoising steps")
+                c["guidance"] = gr.Slider(GUIDANCE.low, GUIDANCE.high, cfg.guidance, step=0.5, label="Guidance scale")
+                c["recon_steps"] = gr.Slider(1, cfg.recon_steps_max, cfg.recon_steps, step=1,
+                                             label="Reconstruction steps")
+                c["steer"] = gr.Checkbox(cfg.steer.mode != "off", label="3D-consistent sampling (slower)",
+                                         elem_id="steer")
+            c["stop_after_views"] = gr.Checkbox(False, label="Stop after the views (skip the 3D stages)")
+            c["run"] = gr.Button("Generate 3D", variant="primary", elem_id="generate-button")
+        with gr.Column(scale=2):
+            c["report"] = _report_components("gen")
+    return c
+
+
+def _evaluate_tab(cfg: AppConfig) -> dict:
+    """The "Evaluate your own views" tab: the upload, the reconstruction steps, the button and the report."""
+    c = {}
+    gr.Markdown(EVALUATE_HELP)
+    with gr.Row():
+        c["upload"] = gr.File(label="Posed views (.zip)", file_types=[".zip"], type="filepath", elem_id="upload")
+        with gr.Column():
+            c["recon_steps"] = gr.Slider(1, cfg.recon_steps_max, cfg.recon_steps, step=1, label="Reconstruction steps")
+            c["run"] = gr.Button("Reconstruct and evaluate", variant="primary", elem_id="evaluate-button")
+    c["report"] = _report_components("eval")
+    return c
+
+
+GENERATE_INPUTS = ("prompt", "views", "elevation", "seed", "steps", "guidance", "recon_steps", "stop_after_views",
+                   "steer")
+
+
+def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: dict) -> None:
+    """The buttons' events. Generation and evaluation share one concurrency group: the CPU runs
+    ``concurrency_limit`` of them at once. preprocess=False: the handlers get the raw values and name a bad one
+    ("views must be a whole number, got 'eight'"); Gradio's own conversion would fail with a bare "Error" or a
+    message without the field."""
+
+    def on_generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views, steer,
                     request: gr.Request, progress=gr.Progress()):
-        out = h.generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views,
+        out = h.generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views, steer,
                          request=request, progress=progress)
         return [out[k] for k in REPORT_KEYS]
 
@@ -99,62 +175,15 @@ def build_app(model_path=None, config: AppConfig | None = None, workdir=None, pr
     def on_unload(request: gr.Request):
         h.end_session(request)
 
-    max_age = int(cfg.session_max_age_minutes * 60)
-    with gr.Blocks(title="mvgen — text to 3D", delete_cache=(max(60, max_age // 4), max_age)) as demo:
-        gr.Markdown(INTRO)
-        gr.Markdown(f"⚠ **{problem}**" if problem else "", visible=bool(problem), elem_id="model-status")
-        with gr.Tabs():
-            with gr.Tab("Text to 3D", id="generate"):
-                with gr.Row():
-                    with gr.Column(scale=1, min_width=300):
-                        prompt = gr.Textbox(label="Prompt", placeholder="a red mug", max_lines=2,
-                                            elem_id="prompt")
-                        gr.Examples([[c] for c in example_captions("train", cfg.prompt_examples, seed=0)],
-                                    inputs=[prompt], label="Examples (the shipped model's vocabulary)")
-                        with gr.Accordion("Advanced settings", open=False):
-                            views = gr.Slider(cfg.views_min, cfg.views_max, cfg.views, step=1, label="Views")
-                            elevation = gr.Slider(-30, 60, cfg.elevation, step=1, label="Elevation (degrees)")
-                            with gr.Row():
-                                seed = gr.Number(cfg.seed, precision=0, label="Seed", minimum=0, scale=3)
-                                dice = gr.Button("🎲 random seed", scale=1, size="sm")
-                            steps = gr.Slider(1, cfg.steps_max, cfg.steps, step=1, label="Denoising steps")
-                            guidance = gr.Slider(0, 10, cfg.guidance, step=0.5, label="Guidance scale")
-                            recon_steps = gr.Slider(1, cfg.recon_steps_max, cfg.recon_steps, step=1,
-                                                    label="Reconstruction steps")
-                        stop_after = gr.Checkbox(False, label="Stop after the views (skip the 3D stages)")
-                        run = gr.Button("Generate 3D", variant="primary", elem_id="generate-button")
-                    with gr.Column(scale=2):
-                        gen_out = _report_components("gen")
-            with gr.Tab("Evaluate your own views", id="evaluate"):
-                gr.Markdown(EVALUATE_HELP)
-                with gr.Row():
-                    upload = gr.File(label="Posed views (.zip)", file_types=[".zip"], type="filepath",
-                                     elem_id="upload")
-                    with gr.Column():
-                        eval_steps = gr.Slider(1, cfg.recon_steps_max, cfg.recon_steps, step=1,
-                                               label="Reconstruction steps")
-                        evaluate = gr.Button("Reconstruct and evaluate", variant="primary",
-                                             elem_id="evaluate-button")
-                eval_out = _report_components("eval")
-
-        dice.click(h.random_seed, None, seed, api_name="random_seed", queue=False)
-        # Generation and evaluation share one concurrency group: the CPU runs `concurrency_limit` of them at once.
-        # preprocess=False: the handlers get the raw values and name a bad one ("views must be a whole number, got
-        # 'eight'"); Gradio's own conversion would fail with a bare "Error" or a message without the field.
-        compute = {"concurrency_id": "compute", "concurrency_limit": cfg.concurrency_limit, "preprocess": False}
-        gen_inputs = [prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after]
-        gen_outputs = [gen_out[k] for k in REPORT_KEYS]
-        run.click(on_generate, gen_inputs, gen_outputs, api_name="generate", **compute)
-        prompt.submit(on_generate, gen_inputs, gen_outputs, api_visibility="private", **compute)
-        evaluate.click(on_evaluate, [upload, eval_steps], [eval_out[k] for k in REPORT_KEYS], api_name="evaluate",
-                       **compute)
-        demo.unload(on_unload)
-        if preload and not problem:
-            demo.load(h.preload, None, None, queue=False, api_visibility="private")
-    demo.queue(max_size=cfg.max_queue, default_concurrency_limit=cfg.concurrency_limit)
-    explain_missing_inputs(demo)
-    demo.mvgen = AppContext(cfg, root, h)
-    return demo
+    gen["dice"].click(h.random_seed, None, gen["seed"], api_name="random_seed", queue=False)
+    compute = {"concurrency_id": "compute", "concurrency_limit": cfg.concurrency_limit, "preprocess": False}
+    gen_inputs = [gen[k] for k in GENERATE_INPUTS]
+    gen_outputs = [gen["report"][k] for k in REPORT_KEYS]
+    gen["run"].click(on_generate, gen_inputs, gen_outputs, api_name="generate", **compute)
+    gen["prompt"].submit(on_generate, gen_inputs, gen_outputs, api_visibility="private", **compute)
+    ev["run"].click(on_evaluate, [ev["upload"], ev["recon_steps"]], [ev["report"][k] for k in REPORT_KEYS],
+                    api_name="evaluate", **compute)
+    demo.unload(on_unload)
 
 
 # The splat viewer (gsplat.js) clears to transparent and shows its canvas' CSS background, black by default:

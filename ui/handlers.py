@@ -16,9 +16,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ui.run import RunResult, load_model, model_problem, run_prompt, run_views
+from mvgen.job import RunResult, load_model, model_problem, run_prompt, run_views
+from mvgen.settings import AppConfig, check_prompt, check_recon_steps, check_run_settings
 from ui.sessions import SessionFolders
-from ui.settings import AppConfig, check_prompt, check_recon_steps, check_run_settings
 
 # Keys of the dicts returned by generate() / evaluate_zip(), in the order app.py wires its outputs.
 REPORT_KEYS = ("gallery", "splat", "mesh", "video", "summary", "table", "plot", "heatmaps", "files")
@@ -119,17 +119,18 @@ class Handlers:
         return random.randrange(0, 2**31)
 
     def generate(self, prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views=False,
-                 request=None, progress=None) -> dict:
-        """Prompt -> views -> Gaussians -> exports -> held-out evaluation (or only the views). Returns REPORT_KEYS."""
+                 steer=None, request=None, progress=None) -> dict:
+        """Prompt -> views -> Gaussians -> exports -> held-out evaluation (or only the views); ``steer``: the
+        "3D-consistent sampling" checkbox (None: the config's). Returns REPORT_KEYS."""
         from mvgen.generate import vocabulary_warning
 
         progress = progress or _no_progress
         try:
             prompt = check_prompt(prompt)
-            settings = check_run_settings(self.cfg, views, elevation, steps, guidance, seed, recon_steps)
+            settings = check_run_settings(self.cfg, views, elevation, steps, guidance, seed, recon_steps, steer)
             if stop_after_views not in (None, True, False):  # 0 / 1 compare equal to False / True: fine
                 raise ValueError(f"stop_after_views must be true or false, got {stop_after_views!r}")
-            if not stop_after_views:
+            if not stop_after_views or settings["steer"].mode != "off":
                 self.cfg.fit_config(settings["recon_steps"])  # a broken preset fails before generating
         except ValueError as e:
             raise user_error(self.public(str(e), request), "generate") from None

@@ -21,6 +21,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from mvgen.limits import UPLOAD_FILES, UPLOAD_UNZIPPED_MB, UPLOAD_ZIP_MB
+
 ALLOWED_SUFFIXES = {".json", ".png", ".jpg", ".jpeg", ".txt"}
 TRANSFORMS_NAMES = ("transforms.json", "transforms_train.json")
 MAX_TRANSFORMS_BYTES = 16 << 20  # a 1000-frame transforms.json is ~1 MB
@@ -48,8 +50,8 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
-def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files: int = 1000,
-                max_bytes: int = 500 << 20) -> list[Path]:
+def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files: int = UPLOAD_FILES,
+                max_bytes: int = int(UPLOAD_UNZIPPED_MB * 2**20)) -> list[Path]:
     """Extract the allowed members of ``zip_path`` into ``dest`` (created, must be empty); returns their paths."""
     dest = Path(dest)
     try:
@@ -150,9 +152,10 @@ def relative_message(message: str, *roots: str | os.PathLike) -> str:
     return message
 
 
-def unpack_views(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files: int = 1000,
-                 max_bytes: int = 500 << 20, max_zip_bytes: int = 200 << 20, max_views: int | None = None,
-                 max_image_pixels: int | None = None, max_total_pixels: int | None = None) -> Path:
+def unpack_views(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files: int = UPLOAD_FILES,
+                 max_bytes: int = int(UPLOAD_UNZIPPED_MB * 2**20), max_zip_bytes: int = int(UPLOAD_ZIP_MB * 2**20),
+                 max_views: int | None = None, max_image_pixels: int | None = None,
+                 max_total_pixels: int | None = None) -> Path:
     """Extract a posed-views zip into ``dest``, check its views (``check_views``) and return the folder with its
     transforms.json.
 

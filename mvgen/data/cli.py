@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from mvgen.limits import DATASET_VIEWS
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -17,7 +19,8 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder (new, empty, or a dataset to resume)")
     p.add_argument("--objects", type=int, required=True, help="number of distinct captions/objects")
-    p.add_argument("--views", type=int, default=16, help="orbit views per object (1-64, default 16)")
+    p.add_argument("--views", type=int, default=16,
+                   help=f"orbit views per object ({DATASET_VIEWS.low}-{DATASET_VIEWS.high}, default 16)")
     p.add_argument("--resolution", type=int, default=128, help="square image size in pixels (16-1024, default 128)")
     p.add_argument("--elevation", type=float, nargs=2, metavar=("MIN", "MAX"), default=(10.0, 40.0),
                    help="per-object camera elevation range in degrees (default 10 40)")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mvgen.cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS, Cameras, orbit
 from mvgen.fileio import atomic_write_text
+from mvgen.limits import CAMERA_ELEVATION, DATASET_VIEWS
 
 from .captions import ObjectSpec, all_specs, sample_specs
 from .writer import clean_temp, index_entry, read_object_spec, write_index, write_object
@@ -29,7 +30,6 @@ from .writer import clean_temp, index_entry, read_object_spec, write_index, writ
 # Bump when the images of a caption change (geometry, colours, lighting, sampling): resuming a dataset made by
 # another generator version then fails with a clear message instead of mixing renders.
 GENERATOR_VERSION = "mvgen-procedural-2"
-MAX_VIEWS = 64
 RESOLUTION_RANGE = (16, 1024)
 MAX_WORKERS = 64
 
@@ -50,15 +50,17 @@ class DatasetConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first out-of-range setting (as its CLI flag)."""
-        if not (isinstance(self.views, int) and 1 <= self.views <= MAX_VIEWS):
-            raise ValueError(f"--views must be an integer in [1, {MAX_VIEWS}], got {self.views!r}")
+        if not (isinstance(self.views, int) and DATASET_VIEWS.low <= self.views <= DATASET_VIEWS.high):
+            raise ValueError(f"--views must be an integer in [{DATASET_VIEWS.low}, {DATASET_VIEWS.high}], "
+                             f"got {self.views!r}")
         lo, hi = RESOLUTION_RANGE
         if not (isinstance(self.resolution, int) and lo <= self.resolution <= hi):
             raise ValueError(f"--resolution must be an integer in [{lo}, {hi}], got {self.resolution!r}")
         e = self.elevation
         if (len(e) != 2 or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in e)
-                or not -89.0 <= e[0] <= e[1] <= 89.0):
-            raise ValueError(f"--elevation MIN MAX must be finite with -89 <= MIN <= MAX <= 89 degrees, got {list(e)}")
+                or not CAMERA_ELEVATION.low <= e[0] <= e[1] <= CAMERA_ELEVATION.high):
+            raise ValueError(f"--elevation MIN MAX must be finite with {CAMERA_ELEVATION.low:g} <= MIN <= MAX <= "
+                             f"{CAMERA_ELEVATION.high:g} degrees, got {list(e)}")
         if not isinstance(self.elevation_per_view, bool):
             raise ValueError(f"elevation_per_view must be true or false, got {self.elevation_per_view!r}")
         if not isinstance(self.seed, int):

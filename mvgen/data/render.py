@@ -24,8 +24,6 @@ import trimesh
 
 from mvgen.cameras import Cameras
 
-_GL_TO_CV = np.diag([1.0, -1.0, -1.0])  # OpenGL camera axes -> OpenCV camera axes
-
 
 @dataclass(frozen=True)
 class Lighting:
@@ -70,7 +68,7 @@ def render_rgba(mesh: trimesh.Trimesh, cameras: Cameras, supersample: int = 2, l
     s, H, W = supersample, cameras.height, cameras.width
     out = np.zeros((len(cameras), H, W, 4), dtype=np.uint8)
     out[..., :3] = 255
-    c2ws, Ks = cameras.c2w.double().numpy(), cameras.K.double().numpy()
+    c2ws, Ks = cameras.c2w_cv.double().numpy(), cameras.K.double().numpy()  # OpenCV camera axes
     sub = (np.arange(s) + 0.5) / s  # sub-pixel centre offsets inside a pixel
     for v in range(len(cameras)):
         x0, x1, y0, y1 = _pixel_box(vertices, c2ws[v], Ks[v], W, H)
@@ -159,17 +157,17 @@ def camera_rays(cameras: Cameras, supersample: int = 1):
     """Yield (origins, directions), float32 [H*s*W*s, 3] in world space, for every camera: rays through the
     sub-pixel centres in row-major order, unit directions (the same rays as ``cameras.plucker`` for s = 1)."""
     s = supersample
-    for c2w, K in zip(cameras.c2w.double().numpy(), cameras.K.double().numpy()):
+    for c2w, K in zip(cameras.c2w_cv.double().numpy(), cameras.K.double().numpy()):
         px, py = np.meshgrid((np.arange(cameras.width * s) + 0.5) / s, (np.arange(cameras.height * s) + 0.5) / s)
         origins, d = _rays(c2w, K, px, py)
         yield origins, d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
 def _rays(c2w: np.ndarray, K: np.ndarray, px: np.ndarray, py: np.ndarray):
-    """Rays of one camera through image points (px, py) in pixels (any equal shapes, flattened row-major).
-    Returns contiguous float32 origins and directions (R, 3); directions are not unit length (Embree needs
-    none)."""
-    R = (c2w[:3, :3] @ _GL_TO_CV).astype(np.float32)  # OpenCV camera axes in world
+    """Rays of one camera (``c2w``: ``Cameras.c2w_cv``, OpenCV axes) through image points (px, py) in pixels
+    (any equal shapes, flattened row-major). Returns contiguous float32 origins and directions (R, 3);
+    directions are not unit length (Embree needs none)."""
+    R = c2w[:3, :3].astype(np.float32)  # OpenCV camera axes in world
     x = ((px - K[0, 2]) / K[0, 0]).astype(np.float32).reshape(-1, 1)
     y = ((py - K[1, 2]) / K[1, 1]).astype(np.float32).reshape(-1, 1)
     d = x * R[:, 0] + y * R[:, 1] + R[:, 2]  # R @ (x, y, 1)
@@ -180,8 +178,9 @@ def _rays(c2w: np.ndarray, K: np.ndarray, px: np.ndarray, py: np.ndarray):
 
 def _pixel_box(vertices: np.ndarray, c2w: np.ndarray, K: np.ndarray, W: int, H: int) -> tuple[int, int, int, int]:
     """Pixel box (x0, x1, y0, y1), end-exclusive and clipped to the image, that contains the projection of
-    every vertex plus one pixel; the whole image when some vertex is not in front of the camera."""
-    R = c2w[:3, :3] @ _GL_TO_CV
+    every vertex plus one pixel; the whole image when some vertex is not in front of the camera (``c2w``:
+    ``Cameras.c2w_cv``)."""
+    R = c2w[:3, :3]
     cam = (vertices - c2w[:3, 3]) @ R  # (N, 3) OpenCV camera coordinates
     if (cam[:, 2] <= 1e-6).any():
         return 0, W, 0, H

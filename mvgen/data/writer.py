@@ -23,7 +23,7 @@ from typing import Iterable
 import numpy as np
 
 from mvgen.cameras import Cameras, write_transforms
-from mvgen.fileio import atomic_write_text
+from mvgen.fileio import atomic_path, atomic_write_text
 
 from .captions import CaptionError, ObjectSpec, parse_caption, split_of
 
@@ -153,7 +153,6 @@ def contact_sheet(out_dir: Path, entries: list[dict], max_objects: int = 12, max
             sheet.paste(im, (c * tile, y + label_h))
         draw.line([(0, y), (sheet.width, y)], fill=(210, 210, 210))
     path = out_dir / "preview.png"
-    tmp = out_dir / f".preview.png.tmp{os.getpid()}"
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
     return path

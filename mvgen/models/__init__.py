@@ -1,4 +1,5 @@
-"""PT-DiT multiview denoiser (proxy-token attention) and its full / spatial-temporal attention baselines.
+"""PT-DiT multiview denoiser (proxy-token attention), its full / spatial-temporal attention baselines and its
+efficient-attention peers (DAM mediators, PiT pseudo-shifted windows).
 
 ``PTDiTTransformer3DModel`` and ``ATTENTION_TYPES`` are imported lazily so that the CLI (which imports
 ``mvgen.models.bench``) does not load torch and diffusers just to print ``--help``.

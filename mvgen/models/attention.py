@@ -6,7 +6,8 @@ Token grid of one sample: (V, h, w) = (views, token rows, token columns), N = V*
 ``window = (pf, ph, pw)`` blocks of P = pf*ph*pw tokens; there are nW = N/P of them (= M proxy tokens).
 
 Layouts used in the model:
-* spatial:  [B, V, h, w, D] (or flattened [B, N, D] in (v, y, x) order) -- full and spatial_temporal;
+* spatial:  [B, V, h, w, D] (or flattened [B, N, D] in (v, y, x) order) -- full, spatial_temporal, mediator
+  and pswa (which partitions into windows inside its attention, ``pswa.py``);
 * windowed: [B, nW, P, D] (or [B, N, D] window-major) -- proxy. Window attention and proxy means are then
   plain reshapes; the shifted windows (a roll of the grid, then a partition) are one precomputed gather.
 """
@@ -29,13 +30,18 @@ EXPLICIT_MAX_ELEMENTS = 512 * 512
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """softmax(q kᵀ / sqrt(E)) v for q [..., L, E], k [..., S, E], v [..., S, Ev]; boolean ``mask`` (True = may
-    attend) broadcastable to [..., L, S]. Same result as ``F.scaled_dot_product_attention``."""
+    """softmax(q kᵀ / sqrt(E) + bias) v for q [..., L, E], k [..., S, E], v [..., S, Ev]; ``mask`` broadcastable
+    to [..., L, S] is boolean (True = may attend) or floating (a bias added to the scores, e.g. the mediators'
+    position biases; cast to q's dtype). Same result as ``F.scaled_dot_product_attention``."""
     L, S = q.shape[-2], k.shape[-2]
+    if mask is not None and mask.is_floating_point():
+        mask = mask.to(q.dtype)
     if q.device.type != "cpu" or L * S > EXPLICIT_MAX_ELEMENTS:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-    if mask is not None:
+    if mask is not None and mask.is_floating_point():
+        scores = scores + mask
+    elif mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return torch.matmul(scores.softmax(-1).to(v.dtype), v)
 

@@ -1,16 +1,19 @@
-"""``mvgen bench model``: parameters, FLOPs, attention FLOPs vs the paper's Eq. 3–4, CPU latency and peak memory of
-the three attention variants (proxy = PT-DiT, full, spatial_temporal) at equal width and depth.
+"""``mvgen bench model``: parameters, FLOPs, attention FLOPs vs each variant's formula, CPU latency and peak memory of
+the five attention variants (proxy = PT-DiT, full, spatial_temporal, mediator = DAM, pswa = PiT) at equal width and
+depth.
 
 How each number is measured:
 * flops: ``torch.utils.flop_counter.FlopCounterMode`` over one forward (batch 1), run on the meta device so
   big presets cost nothing. FLOPs convention of FlopCounterMode: one multiply-add = 2 FLOPs.
 * attn_flops: the FLOPs of the QKᵀ and AV products inside the visual self/cross-attention modules only
-  (latent and proxy tokens; the text cross-attention is left out, as in Eq. 3–4). On meta tensors SDPA runs as
-  its math decomposition, whose two batched matmuls are exactly QKᵀ and AV; CPU's fused SDPA kernel is given
-  the same count through a custom mapping.
+  (latent, proxy and mediator tokens; the text cross-attention is left out, as in Eq. 3–4; the mediator pooling,
+  position biases and depthwise convs are not products of attention matrices and are left out too). On meta
+  tensors SDPA runs as its math decomposition, whose two batched matmuls are exactly QKᵀ and AV; CPU's fused SDPA
+  kernel is given the same count through a custom mapping.
 * attn_flops_formula: Eq. 3–4 of arXiv 2409.04005 (multiply-adds) × 2 to be in the same FLOPs: full 2N²D,
   PT-DiT 2M²D + 2NMD + 4PND, per layer, × depth. spatial_temporal (not in the paper) by the same counting:
-  2V(hw)²D + 2hwV²D.
+  2V(hw)²D + 2hwV²D; mediator (V·n mediators, n the largest trained count, the model's default): 4(Vn)ND;
+  pswa (two channel groups of D/2, windows P₁ = pf·ph·pw and P₂ = V·ph·pw): ND(P₁ + P₂).
 * latency_ms: median wall time of no-grad CPU forwards (batch 1) after one warm-up, in a fresh subprocess.
 * cpu_ms: median process CPU time (all threads) of the same forwards: unlike wall time it does not grow when
   other processes take the cores, so it is the steadier number on a shared machine.
@@ -35,6 +38,8 @@ from dataclasses import asdict, dataclass
 PATCH = 2
 IN_CHANNELS = 4
 CAPTION_CHANNELS = 384
+VARIANTS = ("proxy", "full", "spatial_temporal", "mediator", "pswa")
+WINDOWED = ("proxy", "pswa")
 
 
 @dataclass
@@ -54,16 +59,18 @@ class Spec:
     sdpa: str = "auto"
     repeats: int = 3
     threads: int = 0  # torch.set_num_threads in the child; 0 = PyTorch's default
+    mediator_counts: tuple[int, ...] = (4, 16)  # mediator rows run with the largest (the model's default)
 
     def config(self) -> dict:
         return dict(sample_size=self.grid * PATCH, in_channels=IN_CHANNELS, patch_size=PATCH, num_layers=self.depth,
                     num_attention_heads=self.heads, attention_head_dim=self.hidden_size // self.heads,
                     window_size=tuple(self.window), attention_type=self.attention_type,
-                    caption_channels=CAPTION_CHANNELS, max_views=max(32, self.views))
+                    caption_channels=CAPTION_CHANNELS, max_views=max(32, self.views),
+                    mediator_counts=tuple(self.mediator_counts))
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("model", help="PT-DiT vs full vs spatial-temporal attention: FLOPs, latency, memory",
+    p = subparsers.add_parser("model", help="the five attention variants: FLOPs, latency, memory",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="only the CPU comparison at --views x --grid² tokens")
     p.add_argument("--views", type=int, default=8, help="views of the comparison (default 8)")
@@ -97,13 +104,13 @@ def run(args) -> int:
     common = dict(hidden_size=args.hidden, depth=args.depth, heads=args.heads, text_tokens=args.text_tokens,
                   repeats=args.repeats, threads=args.threads)
     specs = [Spec(t, args.views, args.grid, window=window, sdpa=b, **common)
-             for b in backends for t in ("proxy", "full", "spatial_temporal")]
+             for b in backends for t in VARIANTS]
     if not args.quick:
         for g in (16, 32, 64):
-            specs += [Spec(t, 1, g, window=window_for_grid(g, g, 8), **common) for t in ("proxy", "full", "spatial_temporal")]
+            specs += [Spec(t, 1, g, window=window_for_grid(g, g, 8), **common) for t in VARIANTS]
         for name in ("tiny", "S", "B", "L", "XL"):
             cfg = preset_config(name)
-            for t in ("proxy", "full", "spatial_temporal"):
+            for t in VARIANTS:
                 specs.append(Spec(t, 8, cfg["sample_size"] // PATCH, cfg["num_attention_heads"] * cfg["attention_head_dim"],
                                   cfg["num_layers"], cfg["num_attention_heads"], tuple(cfg["window_size"]),
                                   text_tokens=args.text_tokens, preset=name, measure=name == "tiny", repeats=args.repeats,
@@ -138,7 +145,7 @@ def _sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
 
 
 def attention_formula(spec: Spec) -> int:
-    """Paper Eq. 3–4 (and the same counting for spatial_temporal) in FLOPs (= 2 × multiply-adds), batch 1."""
+    """Paper Eq. 3–4 (and the same counting for the other variants) in FLOPs (= 2 × multiply-adds), batch 1."""
     V, hw, D = spec.views, spec.grid * spec.grid, spec.hidden_size
     N = V * hw
     if spec.attention_type == "proxy":
@@ -147,8 +154,15 @@ def attention_formula(spec: Spec) -> int:
         macs = 2 * M * M * D + 2 * N * M * D + 4 * P * N * D
     elif spec.attention_type == "full":
         macs = 2 * N * N * D
-    else:
+    elif spec.attention_type == "spatial_temporal":
         macs = 2 * V * hw * hw * D + 2 * hw * V * V * D
+    elif spec.attention_type == "mediator":  # gather (Vn×N) and broadcast (N×Vn), each QKᵀ + AV
+        macs = 4 * V * max(spec.mediator_counts) * N * D
+    elif spec.attention_type == "pswa":  # two groups of D/2 channels: windows P1 (as configured), P2 (across views)
+        pf, ph, pw = spec.window
+        macs = N * D * (pf * ph * pw + V * ph * pw)
+    else:
+        raise ValueError(f"no attention formula for {spec.attention_type!r}")
     return 2 * macs * spec.depth
 
 
@@ -159,7 +173,6 @@ def count_flops(spec: Spec, device: str = "meta") -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .attention import Attention
     from .ptdit import PTDiTTransformer3DModel
 
     with torch.device(device):
@@ -175,10 +188,12 @@ def count_flops(spec: Spec, device: str = "meta") -> dict:
         model(**inputs)
     counts = counter.get_flop_counts()
     prefix = type(model).__name__
-    visual = [f"{prefix}.{n}" for n, m in model.named_modules() if isinstance(m, Attention) and m.kind == "visual"]
+    visual = [f"{prefix}.{n}" for n, m in model.named_modules() if getattr(m, "kind", None) == "visual"]
     attn = sum(c for name in visual for op, c in counts.get(name, {}).items() if op in sdpa_ops)
     return dict(preset=spec.preset, attention_type=spec.attention_type, sdpa=spec.sdpa if spec.measure else "-",
-                views=spec.views, grid=[spec.grid, spec.grid], window=list(spec.window), hidden_size=spec.hidden_size,
+                views=spec.views, grid=[spec.grid, spec.grid], window=list(spec.window),
+                num_mediators=max(spec.mediator_counts) if spec.attention_type == "mediator" else None,
+                hidden_size=spec.hidden_size,
                 depth=spec.depth, params=sum(p.numel() for p in model.parameters()),
                 flops=counter.get_total_flops(), attn_flops=attn, attn_flops_formula=attention_formula(spec))
 
@@ -266,21 +281,27 @@ def markdown_table(rows: list[dict]) -> str:
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
 
+    def layout(r):  # what sets the attention pattern: the window, or the mediator count
+        if r["attention_type"] in WINDOWED:
+            return str(tuple(r["window"]))
+        return f"n={r['num_mediators']}" if r["attention_type"] == "mediator" else "-"
+
     head = ("| preset | attention | sdpa | views × grid | window | D | depth | params (M) | GFLOPs | attn GFLOPs "
-            "| Eq.3–4 GFLOPs | attn/Eq | latency ms | vs full | CPU ms | vs full | peak MB | vs full |")
+            "| formula GFLOPs | attn/formula | latency ms | vs full | CPU ms | vs full | peak MB | vs full |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         params = num(r["params"] / 1e6, ".2f") + (f" (paper {r['paper_params'] / 1e6:.0f})" if "paper_params" in r else "")
         ratio = r["attn_flops"] / r["attn_flops_formula"] if r["attn_flops_formula"] else None
         lines.append(
             f"| {r['preset']} | {r['attention_type']} | {r['sdpa']} | {r['views']} × {r['grid'][0]}² "
-            f"| {tuple(r['window']) if r['attention_type'] == 'proxy' else '-'} | {r['hidden_size']} | {r['depth']} "
+            f"| {layout(r)} | {r['hidden_size']} | {r['depth']} "
             f"| {params} | {r['flops'] / 1e9:.1f} | {r['attn_flops'] / 1e9:.2f} | {r['attn_flops_formula'] / 1e9:.2f} "
             f"| {num(ratio, '.4f')} | {num(r['latency_ms'], '.0f')} | {num(r['latency_vs_full'], '.2f')} "
             f"| {num(r['cpu_ms'], '.0f')} | {num(r['cpu_vs_full'], '.2f')} "
             f"| {num(r['peak_mem_mb'], '.0f')} | {num(r['peak_vs_full'], '.2f')} |")
     note = ("FLOPs: FlopCounterMode convention (1 multiply-add = 2 FLOPs), batch 1, forward; attn = QKᵀ and AV of the "
-            "visual attention only; Eq.3–4 = 2 × the paper's multiply-add count. Latency: median no-grad CPU forward "
+            "visual attention only; formula = 2 × the multiply-add count (proxy: the paper's Eq. 3–4; see "
+            "mvgen/models/bench.py for the others). Latency: median no-grad CPU forward "
             "(wall); CPU ms: its process CPU time; "
             "peak MB: peak-RSS growth during one forward in a fresh process (weights excluded).")
     return "\n".join(lines) + "\n\n" + note

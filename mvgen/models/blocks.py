@@ -1,9 +1,12 @@
-"""Transformer blocks of the three attention variants, at equal width: ``PTDiTBlock`` (proxy tokens, the paper),
-``FullAttentionBlock`` (3D full attention over every view's tokens: a PixArt-α/DiT block) and
-``SpatialTemporalBlock`` (2D attention per view + 1D attention across views).
+"""Transformer blocks of the five attention variants, at equal width: ``PTDiTBlock`` (proxy tokens, the paper),
+``FullAttentionBlock`` (3D full attention over every view's tokens: a PixArt-α/DiT block),
+``SpatialTemporalBlock`` (2D attention per view + 1D attention across views), ``MediatorBlock`` (DAM mediators,
+``mediator.py``) and ``PSWABlock`` (PiT pseudo-shifted windows, ``pswa.py``).
 
 Every block takes x [B, N, D], the adaLN-single projection t6 [B, 6, D], the projected prompt ctx [B, T, D],
-its mask [B, 1, 1, T] (bool, or None) and ``has_text`` [B, 1, 1] (or None), and returns [B, N, D].
+its mask [B, 1, 1, T] (bool, or None), ``has_text`` [B, 1, 1] (or None), the token grid and one variant-specific
+argument (proxy: the shifted-window mask; mediator: the number of mediators; others: unused), and returns
+[B, N, D]. Each block's docstring says how information crosses views.
 LayerNorms have no affine parameters (eps 1e-6); the adaLN-single modulation is t6 plus a learned per-block
 table (PixArt-α). Text cross-attention has no norm and no gate (PixArt-α).
 """
@@ -15,6 +18,8 @@ from torch import nn
 
 from .attention import (Attention, Grid, across_views_attention, per_view_attention, shifted_window_attention,
                         window_attention, window_means)
+from .mediator import MediatorAttention
+from .pswa import PseudoShiftedWindowAttention
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -65,6 +70,10 @@ class PTDiTBlock(_BlockBase):
     6. text cross-attention, 7. FFN (modulated, gated).
 
     x is in the window-major layout (see ``attention.py``).
+
+    Across views: through GIIM only when windows never span views (pf = 1, the presets): proxies of every view
+    self-attend and every token cross-attends to the proxies of every view. With pf > 1 the windows and the
+    view-axis shift also join consecutive views.
     """
 
     def __init__(self, dim: int, heads: int, head_dim: int, window: Grid, mlp_ratio: float = 4.0, eps: float = 1e-6):
@@ -105,7 +114,9 @@ class PTDiTBlock(_BlockBase):
 
 
 class FullAttentionBlock(_BlockBase):
-    """Baseline ``full``: self-attention over all N = V*h*w tokens (modulated, gated), text cross-attention, FFN."""
+    """Baseline ``full``: self-attention over all N = V*h*w tokens (modulated, gated), text cross-attention, FFN.
+
+    Across views: every token attends to every token of every view."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0, eps: float = 1e-6):
         super().__init__(dim, heads, head_dim, mlp_ratio, eps)
@@ -123,7 +134,9 @@ class FullAttentionBlock(_BlockBase):
 class SpatialTemporalBlock(_BlockBase):
     """Baseline ``spatial_temporal`` (Latte/STDiT style): 2D self-attention inside each view (modulated by the
     main table, gated), then 1D self-attention across views at each token position (own norm and 3×D table
-    added to t6's first three rows, gated), text cross-attention, FFN. x in spatial (v, y, x) order."""
+    added to t6's first three rows, gated), text cross-attention, FFN. x in spatial (v, y, x) order.
+
+    Across views: only through the 1D attention, among the tokens at the same (y, x) position of every view."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0, eps: float = 1e-6):
         super().__init__(dim, heads, head_dim, mlp_ratio, eps)
@@ -139,6 +152,51 @@ class SpatialTemporalBlock(_BlockBase):
         x = x + gate_msa * per_view_attention(self.attn_spatial, h, grid)  # (B, N, D)
         h = modulate(self.norm_views(x), shift_v, scale_v)
         x = x + gate_v * across_views_attention(self.attn_views, h, grid)  # (B, N, D)
+        return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
+
+    def zero_init_modules(self) -> list[nn.Module]:
+        return []
+
+
+class MediatorBlock(_BlockBase):
+    """``mediator`` (DAM, arXiv 2408.05710): attention through V·n mediator tokens (``MediatorAttention``:
+    queries pooled per view to a sqrt(n)×sqrt(n) grid, two softmax attentions with learned position biases, a 3×3
+    depthwise conv on v), modulated and gated like the full block; text cross-attention, FFN. x in spatial
+    (v, y, x) order. n is chosen per forward from the trained counts (``PTDiTTransformer3DModel``).
+
+    Across views: the mediators of every view gather from the tokens of every view, and every token reads the
+    mediators of every view (the depthwise conv stays inside a view)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, counts, bias_grid: int, mlp_ratio: float = 4.0,
+                 eps: float = 1e-6):
+        super().__init__(dim, heads, head_dim, mlp_ratio, eps)
+        self.attn = MediatorAttention(dim, heads, head_dim, counts, bias_grid)
+
+    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, num_mediators: int) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
+        h = modulate(self.norm1(x), shift_msa, scale_msa)
+        x = x + gate_msa * self.attn(h, grid, num_mediators)  # (B, N, D)
+        return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
+
+    def zero_init_modules(self) -> list[nn.Module]:
+        return []
+
+
+class PSWABlock(_BlockBase):
+    """``pswa`` (PiT / Swin DiT, arXiv 2505.13219): pseudo-shifted window attention with progressive coverage
+    channel allocation (``PseudoShiftedWindowAttention``; our reading of the paper is in ``pswa.py``), modulated
+    and gated like the full block; text cross-attention, FFN. x in spatial (v, y, x) order.
+
+    Across views: the second channel group attends inside windows holding the same (ph, pw) window of every view;
+    the first group (pf = 1) and the high-frequency bridging conv stay inside a view."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, window: Grid, mlp_ratio: float = 4.0, eps: float = 1e-6):
+        super().__init__(dim, heads, head_dim, mlp_ratio, eps)
+        self.attn = PseudoShiftedWindowAttention(dim, heads, head_dim, window)
+
+    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, unused=None) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
+        x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), grid)  # (B, N, D)
         return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
 
     def zero_init_modules(self) -> list[nn.Module]:

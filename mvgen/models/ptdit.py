@@ -1,5 +1,7 @@
 """PTDiTTransformer3DModel: the Proxy-Tokenized Diffusion Transformer (arXiv 2409.04005) for V camera-conditioned
-views, and its two baselines at equal width/depth (``attention_type`` "full" and "spatial_temporal").
+views, its two baselines at equal width/depth (``attention_type`` "full" and "spatial_temporal") and its two
+efficient-attention peers ("mediator": DAM mediators, arXiv 2408.05710; "pswa": PiT pseudo-shifted windows, arXiv
+2505.13219). How each variant lets information cross views is stated in its block's docstring (``blocks.py``).
 
 Read top-down: config -> embeddings -> blocks -> final layer -> forward -> weight init.
 
@@ -13,6 +15,8 @@ the view-axis shift depend on view order.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
@@ -20,11 +24,13 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .attention import check_window, shifted_window_mask, text_mask, window_merge, window_partition
-from .blocks import FullAttentionBlock, PTDiTBlock, SpatialTemporalBlock
+from .blocks import FullAttentionBlock, MediatorBlock, PSWABlock, PTDiTBlock, SpatialTemporalBlock
 from .embeddings import CameraEmbed, CaptionProjection, PatchEmbed, TimestepEmbedder, sincos_pos_embed, unpatchify
+from .mediator import MediatorAttention, check_mediator_counts, mediators_at, parse_mediator_schedule
 from .presets import preset_config
 
-ATTENTION_TYPES = ("proxy", "full", "spatial_temporal")
+ATTENTION_TYPES = ("proxy", "full", "spatial_temporal", "mediator", "pswa")
+WINDOWED = ("proxy", "pswa")  # the variants that use window_size
 
 
 class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
@@ -38,13 +44,18 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         patch_size: p of the per-view p×p patch embedding.
         num_layers: number of blocks.
         num_attention_heads, attention_head_dim: hidden size D = heads * head_dim.
-        window_size: (pf, ph, pw) proxy/TCM window in tokens (views, rows, columns); only ``proxy`` uses it.
-        attention_type: "proxy" (PT-DiT), "full" (3D full attention) or "spatial_temporal".
+        window_size: (pf, ph, pw) window in tokens (views, rows, columns): the proxy/TCM window of ``proxy`` and
+            the first channel group's window of ``pswa``; (ph, pw) must divide the token grid of sample_size.
+        attention_type: "proxy" (PT-DiT), "full" (3D full attention), "spatial_temporal", "mediator" (DAM) or
+            "pswa" (PiT).
         caption_channels: width Dt of the text-encoder features.
         max_views: largest number of views accepted at the input.
         mlp_ratio: FFN hidden size / D.
         pos_embed: "2d" (rows/columns only; views are a set) or "3d" (paper: view index as a third axis).
         norm_eps: LayerNorm epsilon.
+        mediator_counts: the mediator counts n (perfect squares, at most the tokens per view of sample_size) one
+            ``mediator`` model is trained over; each forward uses one of them (``num_mediators``, else the
+            sampling schedule, else the largest). Other variants ignore it.
     """
 
     _supports_gradient_checkpointing = True
@@ -66,6 +77,7 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         mlp_ratio: float = 4.0,
         pos_embed: str = "2d",
         norm_eps: float = 1e-6,
+        mediator_counts: tuple[int, ...] = (4, 16),
     ):
         super().__init__()
         if attention_type not in ATTENTION_TYPES:
@@ -77,8 +89,19 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
             raise ValueError(f"window_size must be three positive integers (pf, ph, pw), got {window_size!r}")
         if sample_size % patch_size:
             raise ValueError(f"sample_size {sample_size} is not divisible by patch_size {patch_size}")
+        side = sample_size // patch_size  # tokens per side of a view at the base resolution
+        if attention_type in WINDOWED and (side % window[1] or side % window[2]):
+            raise ValueError(f"window_size {window} does not divide the {side}x{side} token grid of sample_size "
+                             f"{sample_size} / patch_size {patch_size} (rows {side} % {window[1]}, columns {side} % "
+                             f"{window[2]}); choose (ph, pw) that divide {side}")
+        if attention_type == "pswa" and num_attention_heads % 2:
+            raise ValueError(f"num_attention_heads must be even for attention_type 'pswa' (two channel groups), got "
+                             f"{num_attention_heads}")
+        counts = check_mediator_counts(mediator_counts, side) if attention_type == "mediator" else \
+            tuple(int(c) for c in mediator_counts)
         self.window = window
-        self.register_to_config(window_size=list(window))  # one form in memory and in config.json
+        self.register_to_config(window_size=list(window), mediator_counts=list(counts))  # one form in config.json
+        self.mediator_schedule = None  # sampling-time schedule of the mediator count (set_mediator_schedule)
         dim = num_attention_heads * attention_head_dim
         self.inner_dim = dim
         self.out_channels = out_channels or in_channels
@@ -96,8 +119,12 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
             blocks = [PTDiTBlock(*shape, window, mlp_ratio, norm_eps) for _ in range(num_layers)]
         elif attention_type == "full":
             blocks = [FullAttentionBlock(*shape, mlp_ratio, norm_eps) for _ in range(num_layers)]
-        else:
+        elif attention_type == "spatial_temporal":
             blocks = [SpatialTemporalBlock(*shape, mlp_ratio, norm_eps) for _ in range(num_layers)]
+        elif attention_type == "mediator":
+            blocks = [MediatorBlock(*shape, counts, side, mlp_ratio, norm_eps) for _ in range(num_layers)]
+        else:
+            blocks = [PSWABlock(*shape, window, mlp_ratio, norm_eps) for _ in range(num_layers)]
         self.transformer_blocks = nn.ModuleList(blocks)
 
         # final layer (PixArt-α): LN, shift/scale from t_emb + a learned 2×D table, linear to patches
@@ -115,6 +142,39 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         rule for the given sample_size/patch_size unless window_size is given)."""
         return cls(**preset_config(name, **overrides))
 
+    # ------------------------------------------------------------------------------------ mediator counts
+
+    def set_mediator_schedule(self, schedule=None) -> None:
+        """Choose the mediator count used at each sampling step (``mediator`` only; not saved with the model).
+
+        ``schedule``: None (the largest trained count), an int n, "even" (the counts spread evenly over the
+        timesteps, fewest mediators at the highest noise), "t_min:n,..." (e.g. "700:4,0:16": 4 mediators while
+        t >= 700, then 16) or a sequence of (t_min, n) pairs; t is the model's timestep (sigma*1000). Each n must
+        be one of ``config.mediator_counts``. A ``num_mediators`` passed to ``forward`` overrides the schedule."""
+        if schedule is not None and self.config.attention_type != "mediator":
+            raise ValueError(f"a mediator schedule needs attention_type 'mediator', this model is "
+                             f"{self.config.attention_type!r}")
+        self.mediator_schedule = parse_mediator_schedule(schedule, self.config.mediator_counts)
+
+    def num_mediators_at(self, timestep) -> int | None:
+        """The mediator count a forward at ``timestep`` (a number, or a tensor whose largest value is used) runs
+        with when no ``num_mediators`` is passed: the schedule's, else the largest trained count. None for the
+        variants without mediators."""
+        if self.config.attention_type != "mediator":
+            return None
+        if self.mediator_schedule is None:
+            return max(self.config.mediator_counts)
+        t = float(timestep.max()) if torch.is_tensor(timestep) else float(timestep)
+        return mediators_at(self.mediator_schedule, t)
+
+    def sample_num_mediators(self, generator: torch.Generator | None = None) -> int | None:
+        """Training: one count drawn uniformly from ``config.mediator_counts`` (pass it to ``forward`` as
+        ``num_mediators``, one draw per step). None for the variants without mediators."""
+        if self.config.attention_type != "mediator":
+            return None
+        counts = self.config.mediator_counts
+        return int(counts[int(torch.randint(len(counts), (1,), generator=generator))])
+
     # ------------------------------------------------------------------------------------------- forward
 
     def forward(
@@ -125,6 +185,7 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         encoder_attention_mask: torch.Tensor | None = None,
         plucker: torch.Tensor | None = None,
         return_dict: bool = True,
+        num_mediators: int | None = None,
     ):
         """
         Args:
@@ -136,6 +197,8 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
             plucker: [B, V, 6, H, W] (or [1, V, 6, H, W]) Plücker rays at the latent resolution
                 (``mvgen.cameras.Cameras.plucker(H, W)``). None = no camera conditioning.
             return_dict: return a ``Transformer2DModelOutput`` (else a 1-tuple).
+            num_mediators: ``mediator`` only: the count n of mediators per view for this forward, one of
+                ``config.mediator_counts`` (None: the sampling schedule at ``timestep``, else the largest count).
 
         Returns:
             ``.sample`` [B, V, out_channels, H, W].
@@ -145,6 +208,7 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         B, V, H, W = self._check_inputs(hidden_states, timestep, encoder_hidden_states, encoder_attention_mask, plucker)
         p = self.config.patch_size
         grid = (V, H // p, W // p)  # token grid per sample
+        num_mediators = self._resolve_mediators(num_mediators, timestep, grid)
         dtype = self.patch_embed.proj.weight.dtype
         if timestep.ndim == 0:
             timestep = timestep.expand(B)
@@ -158,12 +222,15 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         ctx_mask, has_text = text_mask(encoder_attention_mask)  # (B, 1, 1, T), (B, 1, 1)
 
         x = self._to_tokens(x)  # (B, N, D)
-        shift_mask = shifted_window_mask(grid, self.window, x.device) if self.config.attention_type == "proxy" else None
+        if self.config.attention_type == "proxy":
+            extra = shifted_window_mask(grid, self.window, x.device)  # the blocks' variant-specific argument
+        else:
+            extra = num_mediators  # None except for mediator
         for block in self.transformer_blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, t6, ctx, ctx_mask, has_text, grid, shift_mask)
+                x = self._gradient_checkpointing_func(block, x, t6, ctx, ctx_mask, has_text, grid, extra)
             else:
-                x = block(x, t6, ctx, ctx_mask, has_text, grid, shift_mask)  # (B, N, D)
+                x = block(x, t6, ctx, ctx_mask, has_text, grid, extra)  # (B, N, D)
 
         shift, scale = (self.scale_shift_table[None] + t_emb[:, None]).chunk(2, dim=1)  # (B, 1, D) each
         x = self.proj_out(self.norm_out(x) * (1 + scale) + shift)  # (B, N, p*p*C_out)
@@ -196,9 +263,27 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         if plucker is not None and (plucker.ndim != 5 or plucker.shape[0] not in (1, B) or tuple(plucker.shape[1:]) != (V, 6, H, W)):
             raise ValueError(f"plucker must be [B={B} (or 1), V={V}, 6, H={H}, W={W}] (rays at the latent "
                              f"resolution), got {list(plucker.shape)}")
-        if cfg.attention_type == "proxy":
+        if cfg.attention_type in WINDOWED:
             check_window((V, H // cfg.patch_size, W // cfg.patch_size), self.window)
         return B, V, H, W
+
+    def _resolve_mediators(self, num_mediators, timestep, grid) -> int | None:
+        """The mediator count of this forward (see ``forward``), validated; None for the other variants."""
+        if self.config.attention_type != "mediator":
+            if num_mediators is not None:
+                raise ValueError(f"num_mediators is only for attention_type 'mediator', this model is "
+                                 f"{self.config.attention_type!r}")
+            return None
+        counts = self.config.mediator_counts
+        n = self.num_mediators_at(timestep) if num_mediators is None else num_mediators
+        if n not in counts:
+            raise ValueError(f"num_mediators {n!r} is not one of the counts this model was trained with "
+                             f"(mediator_counts {list(counts)})")
+        side = math.isqrt(n)
+        if side > min(grid[1:]):
+            raise ValueError(f"num_mediators {n} needs a {side}x{side} grid per view, larger than the {grid[1]}x"
+                             f"{grid[2]} tokens of these latents")
+        return int(n)
 
     def _pos_embed(self, grid, device, dtype) -> torch.Tensor:
         """[h, w, D] (2d) or [V, h, w, D] (3d) sin-cos table for the token grid."""
@@ -222,7 +307,9 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
     def initialize_weights(self) -> None:
         """All weight init in one place (DiT / PixArt-α): xavier-uniform linears with zero bias, patch embeddings
         as linears, N(0, 0.02) timestep/caption MLPs, and zeros for the output linears of GIIM, the shifted
-        windows, the text cross-attention (PixArt-α) and the final layer, so each residual branch starts closed."""
+        windows, the text cross-attention (PixArt-α) and the final layer, so each residual branch starts closed.
+        Mediator position biases get a truncated N(0, 0.02) (DAM); depthwise convs (mediator, pswa) keep
+        PyTorch's default init."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -233,6 +320,10 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         for linear in (self.time_embed.mlp[0], self.time_embed.mlp[2], self.time_embed.t_block[1],
                        self.caption_projection.linear_1, self.caption_projection.linear_2):
             nn.init.normal_(linear.weight, std=0.02)
+        for module in self.modules():
+            if isinstance(module, MediatorAttention):  # position biases: truncated N(0, 0.02) as in DAM
+                nn.init.trunc_normal_(module.bias_gather, std=0.02)
+                nn.init.trunc_normal_(module.bias_broadcast, std=0.02)
         zero = [self.proj_out] + [b.attn_text.to_out for b in self.transformer_blocks]
         for block in self.transformer_blocks:
             zero += block.zero_init_modules()

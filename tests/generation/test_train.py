@@ -162,7 +162,7 @@ def test_generate_command_writes_all_files(tiny_data, tiny_vae, tmp_path):
 def test_ablation_bench_trains_and_scores_both_variants(tiny_data, tiny_vae, tmp_path):
     import yaml
 
-    from mvgen.ablation import run_ablation
+    from mvgen.train_bench import run_ablation
 
     base = tmp_path / "base.yaml"
     cfg = _cfg(tiny_data, tiny_vae, tmp_path / "unused", steps=1)
@@ -203,3 +203,16 @@ def test_caption_augmentation_rewrites_captions_in_free_wording(tiny_data, tiny_
                    for k in range(4))
     with pytest.raises(ValueError, match="caption_augment"):
         train(TrainConfig(**{**cfg.__dict__, "caption_augment": 1.5, "out": str(tmp_path / "bad")}))
+
+
+def test_mediator_model_trains_over_several_counts_and_bad_steps_are_refused(tiny_data, tiny_vae, tmp_path):
+    from mvgen.pipeline import PTDiTMultiViewPipeline
+
+    cfg = _cfg(tiny_data, tiny_vae, tmp_path / "run", steps=2)
+    cfg.model = {**cfg.model, "attention_type": "mediator", "mediator_counts": (4, 16)}
+    final = train(cfg)
+    pipe = PTDiTMultiViewPipeline.from_pretrained(final)
+    assert pipe.transformer.config.attention_type == "mediator"
+    assert tuple(pipe.transformer.config.mediator_counts) == (4, 16)
+    with pytest.raises(ValueError, match="steps"):
+        train(TrainConfig(**{**cfg.__dict__, "steps": -1, "out": str(tmp_path / "bad")}))

@@ -11,7 +11,7 @@ def spec(attention_type, views=2, grid=4, window=(1, 2, 2), **kw):
     return bench.Spec(attention_type, views, grid, hidden_size=32, depth=2, heads=2, window=window, text_tokens=5, **kw)
 
 
-@pytest.mark.parametrize("attention_type", ["proxy", "full", "spatial_temporal"])
+@pytest.mark.parametrize("attention_type", bench.VARIANTS)
 def test_attention_flops_match_formula_on_meta_and_cpu(attention_type):
     s = spec(attention_type)
     meta = bench.count_flops(s)
@@ -26,6 +26,16 @@ def test_formula_values_by_hand():
     assert bench.attention_formula(spec("full")) == 2 * 2 * (2 * 32 * 32 * 32)
     assert bench.attention_formula(spec("proxy")) == 2 * 2 * (2 * 8 * 8 * 32 + 2 * 32 * 8 * 32 + 4 * 4 * 32 * 32)
     assert bench.attention_formula(spec("spatial_temporal")) == 2 * 2 * (2 * 2 * 16 * 16 * 32 + 2 * 16 * 2 * 2 * 32)
+    # mediator: V*n = 2*16 mediators; gather 32x32 and broadcast 32x32 matrices, each QKᵀ + AV over D
+    assert bench.attention_formula(spec("mediator")) == 2 * 2 * (4 * 2 * 16 * 32 * 32)
+    assert bench.attention_formula(spec("mediator", mediator_counts=(4,))) == 2 * 2 * (4 * 2 * 4 * 32 * 32)
+    # pswa: group windows of 4 tokens (1, 2, 2) and 8 tokens (2 views x 2 x 2), D/2 = 16 channels each
+    assert bench.attention_formula(spec("pswa")) == 2 * 2 * (2 * 32 * 4 * 16 + 2 * 32 * 8 * 16)
+
+
+def test_mediator_flops_follow_the_count():
+    s = spec("mediator", mediator_counts=(1, 4))
+    assert bench.count_flops(s)["attn_flops"] == bench.attention_formula(s) == 2 * 2 * (4 * 2 * 4 * 32 * 32)
 
 
 def test_subprocess_measurement_and_table():
@@ -40,6 +50,12 @@ def test_subprocess_measurement_and_table():
     assert rows[0]["peak_vs_full"] in (0.25, None)  # None only if the child measured 0 MB
     table = bench.markdown_table(rows)
     assert table.count("\n| - | ") == 2 and "| proxy | auto | 2 × 4² | (1, 2, 2) |" in table
+    rows = [bench.count_flops(spec("mediator")), bench.count_flops(spec("pswa"))]
+    for r in rows:
+        r.update(latency_ms=None, cpu_ms=None, peak_mem_mb=None)
+    bench.add_ratios(rows)
+    table = bench.markdown_table(rows)
+    assert "| mediator | auto | 2 × 4² | n=16 |" in table and "| pswa | auto | 2 × 4² | (1, 2, 2) |" in table
 
 
 def test_bad_arguments():

@@ -72,14 +72,42 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(run(loaded, **x), run(model, **x), rtol=0, atol=0)
 
 
-def test_determinism():
-    a, b = make(seed=3), make(seed=3)
+@pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
+def test_save_load_round_trip_every_variant(tmp_path, attention_type):
+    model = make(attention_type, mediator_counts=(1, 4))
+    model.save_pretrained(tmp_path)
+    loaded = PTDiTTransformer3DModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.attention_type == attention_type and loaded.config.mediator_counts == [1, 4]
+    x = inputs()
+    torch.testing.assert_close(run(loaded, **x), run(model, **x), rtol=0, atol=0)
+    if attention_type == "mediator":
+        torch.testing.assert_close(run(loaded, **x, num_mediators=1), run(model, **x, num_mediators=1), rtol=0, atol=0)
+
+
+def test_variants():
+    assert ATTENTION_TYPES == ("proxy", "full", "spatial_temporal", "mediator", "pswa")
+
+
+@pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
+def test_determinism(attention_type):
+    a, b = make(attention_type, seed=3), make(attention_type, seed=3)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
     x = inputs()
     assert torch.equal(run(a, **x), run(b, **x))
     assert torch.equal(run(a, **x), run(a, **x))
-    assert not torch.equal(run(make(seed=4), **x), run(a, **x))
+    assert not torch.equal(run(make(attention_type, seed=4), **x), run(a, **x))
+
+
+@pytest.mark.parametrize("attention_type,num_mediators", [(t, None) for t in ATTENTION_TYPES] + [("mediator", 4)])
+def test_every_parameter_gets_gradient_once_zero_init_layers_are_open(attention_type, num_mediators):
+    """With the zero-initialised layers opened (as after some training), one backward reaches every parameter;
+    for mediator at every count (all counts share the bias tables)."""
+    model = make(attention_type).train()
+    x = inputs()
+    kw = {} if num_mediators is None else {"num_mediators": num_mediators}
+    (model(**x, **kw).sample - torch.randn_like(x["hidden_states"])).square().mean().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
 
 
 def test_every_parameter_gets_gradient_as_zero_init_layers_open():
@@ -109,6 +137,7 @@ def test_every_parameter_gets_gradient_as_zero_init_layers_open():
 
 @pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
 def test_cross_view_mixing_but_no_cross_sample_mixing(attention_type):
+    """Every variant lets view 1 reach view 0 (how: each block's docstring in ``blocks.py``)."""
     model = make(attention_type)
     x = inputs()
     base = run(model, **x)
@@ -120,6 +149,18 @@ def test_cross_view_mixing_but_no_cross_sample_mixing(attention_type):
     z["hidden_states"][1] += 1.0
     other = run(model, **z)
     torch.testing.assert_close(other[0], base[0], rtol=0, atol=1e-6)  # sample 0 does not see sample 1
+
+
+def test_spatial_temporal_views_only_meet_through_the_view_attention():
+    model = make("spatial_temporal")
+    with torch.no_grad():
+        for block in model.transformer_blocks:
+            block.attn_views.to_out.weight.zero_()
+            block.attn_views.to_out.bias.zero_()
+    x = inputs()
+    y = dict(x, hidden_states=x["hidden_states"].clone())
+    y["hidden_states"][:, 1] += 1.0
+    torch.testing.assert_close(run(model, **y)[:, 0], run(model, **x)[:, 0], rtol=0, atol=1e-6)
 
 
 def test_proxy_views_only_meet_through_giim():

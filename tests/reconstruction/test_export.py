@@ -99,8 +99,13 @@ def test_glb_of_empty_density_fails_clearly(tmp_path):
 def test_export_all_writes_everything(tmp_path):
     import imageio.v3 as iio
 
-    paths = export_all(_blob_gaussians(), tmp_path, "obj", frames=8, width=48, mesh_resolution=32, gif_frames=4)
-    assert set(paths) == {"ply", "splat", "glb", "mp4", "gif", "camera_path"}
+    from mvgen.cameras import orbit
+
+    seen = []
+    paths, warnings = export_all(_blob_gaussians(), tmp_path, orbit(8, 20.0, width=48), "obj", mesh_resolution=32,
+                                 gif_frames=4, progress=lambda f, d: seen.append(f))
+    assert set(paths) == {"ply", "splat", "glb", "mp4", "gif", "camera_path"} and warnings == []
+    assert seen == sorted(seen) and seen[-1] == 1.0
     for p in paths.values():
         assert p.is_file() and p.stat().st_size > 0
     video = iio.imread(paths["mp4"])
@@ -123,3 +128,13 @@ def _read_path(path):
     K = torch.tensor([[meta["fl_x"], 0, meta["cx"]], [0, meta["fl_y"], meta["cy"]], [0, 0, 1.0]]).expand(len(c2w), 3, 3)
     return Cameras(c2w, K, meta["w"], meta["h"]), meta
 
+
+
+def test_export_all_without_a_mesh_warns_and_writes_the_rest(tmp_path):
+    from mvgen.cameras import orbit
+
+    g = _gaussians()
+    g.opacities[:] = -20.0  # too faint to mesh
+    paths, warnings = export_all(g, tmp_path, orbit(2, 20.0, width=32), mesh_resolution=16)
+    assert "glb" not in paths and len(warnings) == 1 and warnings[0].startswith("no .glb mesh")
+    assert {"ply", "splat", "mp4", "gif", "camera_path"} == set(paths) and all(p.is_file() for p in paths.values())

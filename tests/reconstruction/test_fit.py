@@ -9,7 +9,7 @@ from mvgen.metrics import psnr
 from reconstruction.fit import FitConfig, FitError, composite, fit
 from reconstruction.gaussians import render
 from reconstruction.init import initial_gaussians, outside_hull, visual_hull_points
-from reconstruction.metrics import evaluate_holdout
+from reconstruction.protocols import evaluate_holdout
 
 TINY = dict(steps=120, init_points=800, refine_start=40, refine_every=40, sh_every=60, early_stop_tol=0.0)
 
@@ -89,7 +89,7 @@ def test_config_and_view_errors(blob_views, tmp_path):
 
 
 def test_shipped_preset_loads():
-    from reconstruction.cli import DEFAULT_CONFIG
+    from reconstruction.fit import DEFAULT_CONFIG
 
     cfg = FitConfig.from_yaml(DEFAULT_CONFIG)
     assert cfg == FitConfig()  # the dataclass defaults are the preset
@@ -107,7 +107,7 @@ def test_training_ssim_equals_kornia():
 
 def test_cross_render_protocol(blob_views):
     from mvgen.cameras import orbit
-    from reconstruction.metrics import cross_render
+    from reconstruction.protocols import cross_render
 
     images, cams = blob_views
     out = cross_render(images, cams, orbit(2, 10.0, azimuth_start=20.0, width=32), FitConfig(**{**TINY, "steps": 60}),

@@ -1,4 +1,4 @@
-"""Fixtures of the output-safety tests: the UI tests' tiny model (32 px views), fast settings and posed views."""
+"""Fixtures of the output-safety tests: the job tests' tiny model (32 px views), fast settings and posed views."""
 
 import json
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.ui.conftest import fast_config, one_torch_thread, posed_views, tiny_model  # noqa: F401  (shared fixtures)
+from tests.job.conftest import fast_config, one_torch_thread, posed_views, tiny_model  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture(scope="session")

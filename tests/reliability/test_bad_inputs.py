@@ -167,9 +167,9 @@ SESSION = "sess1on8hash"
 @pytest.fixture(scope="module")
 def handlers(tmp_path_factory):
     """The app's handlers without a model (evaluation and all input checks need none), fast settings."""
+    from mvgen.settings import AppConfig
     from ui.handlers import Handlers
     from ui.sessions import SessionFolders
-    from ui.settings import AppConfig
 
     cfg = AppConfig.from_yaml(views=2, views_min=2, steps=2, recon_steps=20, max_image_size=64)
     root = tmp_path_factory.mktemp("app")
@@ -234,6 +234,11 @@ CLI_CASES = [
     ("run_views_0", lambda v, t: ["run", "a red mug", "--out", t, "--views", 0], "views must be in"),
     ("run_empty_prompt", lambda v, t: ["run", "   ", "--out", t], "prompt is empty"),
     ("run_guidance_nan", lambda v, t: ["run", "a red mug", "--out", t, "--guidance", "nan"], "guidance"),
+    ("run_steer_unknown", lambda v, t: ["run", "a red mug", "--out", t, "--steer", "nerf"],
+     "steer must be one of off, gaussians"),
+    ("run_elevation_70", lambda v, t: ["run", "a red mug", "--out", t, "--elevation", 70], "elevation must be"),
+    ("generate_steer_unknown", lambda v, t: ["generate", "a red mug", "--out", t, "--steer", "yes"],
+     "steer must be one of off, gaussians"),
     ("app_host_not_an_address", lambda v, t: ["app", "--host", "999.999.1.1", "--model", t], "--host '999.999.1.1'"),
     ("app_host_of_another_machine", lambda v, t: ["app", "--host", "192.0.2.1", "--model", t], "--host '192.0.2.1'"),
     ("app_port_out_of_range", lambda v, t: ["app", "--port", 70000, "--model", t], "--port must be in"),
@@ -293,9 +298,11 @@ def test_app_generate_bad_settings(field, value, match, handlers):
     assert e.value.print_exception is False and len(e.value.message) < 200
 
 
-def test_app_generate_stop_after_views_must_be_a_boolean(handlers):
+def test_app_generate_stop_after_views_and_steer_must_be_booleans(handlers):
     with pytest.raises(gr.Error, match="stop_after_views must be true or false"):
         handlers.generate(*GOOD.values(), "yes", request=FakeRequest(SESSION))
+    with pytest.raises(gr.Error, match="steer must be one of off, gaussians"):
+        handlers.generate(*GOOD.values(), False, "yes", request=FakeRequest(SESSION))
 
 
 def test_app_evaluate_bad_steps_and_missing_upload(handlers, tmp_path):
@@ -311,8 +318,8 @@ def test_app_evaluate_bad_steps_and_missing_upload(handlers, tmp_path):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The app built (not launched) without a model; GRADIO_TEMP_DIR restored afterwards."""
+    from mvgen.settings import AppConfig
     from ui.app import build_app
-    from ui.settings import AppConfig
 
     saved = os.environ.get("GRADIO_TEMP_DIR")
     root = tmp_path_factory.mktemp("built")
@@ -334,11 +341,12 @@ def _process(demo, api_name: str, inputs: list):
 
 
 RAW_API_CASES = [
-    ("generate", ["a red mug", "eight", 20, 0, 2, 3.0, 20, False], "views must be a whole number, got 'eight'"),
-    ("generate", ["a red mug", None, 20, 0, 2, 3.0, 20, False], "views must be a whole number, got None"),
-    ("generate", ["a red mug", 99, 20, 0, 2, 3.0, 20, False], "views must be in 2..16, got 99"),
-    ("generate", ["a red mug"], "generate: expected 8 values (prompt, views, elevation, seed, steps, guidance"),
-    ("generate", [], "generate: expected 8 values"),
+    ("generate", ["a red mug", "eight", 20, 0, 2, 3.0, 20, False, False], "views must be a whole number, got 'eight'"),
+    ("generate", ["a red mug", None, 20, 0, 2, 3.0, 20, False, False], "views must be a whole number, got None"),
+    ("generate", ["a red mug", 99, 20, 0, 2, 3.0, 20, False, False], "views must be in 2..16, got 99"),
+    ("generate", ["a red mug", 2, 20, 0, 2, 3.0, 20, False, "yes"], "steer must be one of off, gaussians"),
+    ("generate", ["a red mug"], "generate: expected 9 values (prompt, views, elevation, seed, steps, guidance"),
+    ("generate", [], "generate: expected 9 values"),
     ("evaluate", [None, "eight"], "upload: choose a .zip"),
     ("evaluate", [], "evaluate: expected 2 values (upload, recon_steps), got 0"),
 ]
@@ -427,8 +435,9 @@ def test_cli_image_limit_is_configurable(posed_views):
 def test_typed_errors_of_the_python_api(tmp_path):
     from mvgen.checks import check_seed
     from mvgen.metrics import ssim
+    from mvgen.settings import AppConfig
     from mvgen.vae import VAETrainConfig
-    from ui.settings import AppConfig, check_listen_address
+    from ui.cli import check_listen_address
 
     import torch
 
@@ -543,7 +552,7 @@ def test_any_transforms_json_loads_or_raises_a_camera_error(meta, property_scene
 def test_any_caption_parses_or_raises_a_caption_error(text):
     from mvgen.data.captions import CaptionError, parse_caption
     from mvgen.generate import DEFAULT_MODEL, vocabulary_warning
-    from ui.settings import check_prompt
+    from mvgen.settings import check_prompt
 
     try:
         spec = parse_caption(text)
@@ -563,7 +572,7 @@ def test_any_caption_parses_or_raises_a_caption_error(text):
 @given(values=st.fixed_dictionaries({k: NUMBER | JSON for k in ("views", "elevation", "steps", "guidance", "seed",
                                                                 "recon_steps")}))
 def test_any_run_settings_validate_or_raise_naming_the_field(values):
-    from ui.settings import AppConfig, check_run_settings
+    from mvgen.settings import AppConfig, check_run_settings
 
     try:
         out = check_run_settings(AppConfig(), **values)

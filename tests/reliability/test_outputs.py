@@ -54,7 +54,7 @@ def _batch(ctx, out, variant):
 
 def _reconstruct(ctx, out, variant):
     return ["reconstruct", ctx["views"], "--steps", "5", "--holdout", "every-2" if variant == 0 else "every-4",
-            "--video-frames", "2", "--no-lpips", "--backend", "cpu", "--out", str(out)]
+            "--asset-steps", "5", "--video-frames", "2", "--no-lpips", "--backend", "cpu", "--out", str(out)]
 
 
 def _export(ctx, out, variant):
@@ -70,10 +70,10 @@ def _module(name):
 CASES = [
     Case("generate", "--out", _generate, lambda: (_module("mvgen.generate"), "load_pipeline"),
          lambda: (_module("mvgen.generate"), "write_views"), "views/002.png", "manifest.json"),
-    Case("run", "--out", _run, lambda: (_module("ui.run"), "load_model"),
-         lambda: (_module("ui.run"), "zip_views"), "views/002.png", "views.zip"),
-    Case("run", "--out", _batch, lambda: (_module("ui.run"), "load_model"),
-         lambda: (_module("ui.run"), "zip_views"), "001_a_blue_vase/manifest.json", "summary.json"),
+    Case("run", "--out", _run, lambda: (_module("mvgen.job"), "load_model"),
+         lambda: (_module("mvgen.job"), "zip_views"), "views/002.png", "views.zip"),
+    Case("run", "--out", _batch, lambda: (_module("mvgen.job"), "load_model"),
+         lambda: (_module("mvgen.job"), "zip_views"), "001_a_blue_vase/manifest.json", "summary.json"),
     Case("reconstruct", "--out", _reconstruct, lambda: (_module("mvgen.cameras"), "load_views"),
          lambda: (_module("reconstruction.export"), "export_all"), "heatmaps/view_001.png", "metrics.json"),
     Case("export-model", "DST", _export, lambda: (_pipeline_class(), "from_pretrained"),
@@ -221,8 +221,8 @@ def test_export_model_keeps_training_and_replaces_the_shipped_layout(ctx, tmp_pa
 def test_library_calls_refuse_before_running(fast_config, posed_views, tmp_path):
     """The Python API (what the app calls) refuses a foreign folder before touching the pipeline (None here)."""
     from mvgen.generate import generate_to_folder
-    from ui.run import run_prompt, run_views
-    from ui.settings import check_run_settings
+    from mvgen.job import run_prompt, run_views
+    from mvgen.settings import check_run_settings
 
     out = tmp_path / "mine"
     before = foreign(out)
@@ -243,7 +243,7 @@ def test_library_calls_refuse_before_running(fast_config, posed_views, tmp_path)
     (["evaluate", "generation", "--json", "FILE/r.json"], "--json"),
 ])
 def test_bad_arguments_fail_before_expensive_work(argv, message, ctx, tmp_path, capsys, monkeypatch):
-    for obj, attr in ((_module("mvgen.cameras"), "load_views"), (_module("ui.run"), "load_model"),
+    for obj, attr in ((_module("mvgen.cameras"), "load_views"), (_module("mvgen.job"), "load_model"),
                       (_module("mvgen.generate"), "load_pipeline")):
         monkeypatch.setattr(obj, attr, stop)
     (tmp_path / "file").write_text("")

@@ -1,70 +1,24 @@
-"""Fixtures of the UI tests: a tiny pipeline saved to disk, fast app settings, a zip of posed views."""
+"""Fixtures of the UI tests: the app served on the tiny model, a zip of posed views; the job's fixtures (tiny model,
+fast settings, posed views) come from tests/job/conftest.py."""
 
 import zipfile
 
 import pytest
-import torch
 
-from ui.settings import AppConfig
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """UI tests run models on one thread (the machine is shared); other test folders keep their setting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A tiny random pipeline (32x32 views: LPIPS needs >= 32 px) saved like the shipped model."""
-    from mvgen.text import load_text_encoder
-    from tests.generation.conftest import make_tiny_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    make_tiny_pipeline(load_text_encoder(), latent=16).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def fast_config(tmp_path_factory):
-    """Settings that run every stage in seconds: 2 views, 2 denoising steps, 20 fitting steps of 800 Gaussians."""
-    import yaml
-
-    from ui.settings import REPO
-
-    preset = yaml.safe_load((REPO / "configs" / "reconstruction.yaml").read_text())
-    preset["fit"].update(init_points=800, max_gaussians=2000, early_stop_tol=0.0)
-    path = tmp_path_factory.mktemp("cfg") / "fit_fast.yaml"
-    path.write_text(yaml.safe_dump(preset))
-    return AppConfig.from_yaml(views=2, views_min=2, steps=2, recon_steps=20, recon_config=str(path),
-                               video_frames=8, video_width=64, mesh_resolution=32, max_image_size=64)
+from tests.job.conftest import fast_config, one_torch_thread, posed_views, tiny_model  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture(scope="session")
 def served_app(tiny_model, fast_config, tmp_path_factory):
     """The app on the tiny model with fast settings, launched on 127.0.0.1 and a free port: (demo, url)."""
+    from mvgen.job_bench import free_port
     from ui.app import build_app, launch_app
-    from ui.bench import free_port
 
     demo = build_app(tiny_model, fast_config, workdir=tmp_path_factory.mktemp("app"))
     port = free_port()
     launch_app(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield demo, f"http://127.0.0.1:{port}/"
     demo.close()
-
-
-@pytest.fixture(scope="session")
-def posed_views(tmp_path_factory):
-    """A procedural red mug: 4 RGBA views at 32 px with transforms.json (the dataset's object layout)."""
-    from mvgen.data.captions import parse_caption
-    from mvgen.data.generate import DatasetConfig, make_object
-
-    out = tmp_path_factory.mktemp("views")
-    make_object(out, "mug", parse_caption("a red mug"), DatasetConfig(views=4, resolution=32, supersample=1))
-    return out / "mug"
 
 
 def zip_folder(folder, dest, prefix=""):

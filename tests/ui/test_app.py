@@ -36,6 +36,8 @@ def test_build_app_without_launching_and_without_a_model(tmp_path, fast_config):
     banner = next(c for c in config["components"] if c["props"].get("elem_id") == "model-status")
     assert banner["props"]["visible"] and "model not found at" in banner["props"]["value"]
     assert "see README" in banner["props"]["value"]
+    steer = next(c for c in config["components"] if c["props"].get("elem_id") == "steer")
+    assert steer["props"]["label"] == "3D-consistent sampling (slower)" and steer["props"]["value"] is False
     with pytest.raises(gr.Error, match="model not found at"):
         demo.mvgen.handlers.generate("a red mug", 2, 20, 0, 2, 3.0, 20)
     assert demo._queue.max_size == fast_config.max_queue

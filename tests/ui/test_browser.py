@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from ui.browser import chromium_path, launch_chromium
-from ui.settings import REPO
+from mvgen.browser import chromium_path, launch_chromium
+from mvgen.settings import REPO
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (run `make browser`)")]
@@ -14,8 +14,10 @@ pytestmark = [pytest.mark.browser,
 TIMEOUT_MS = 120_000
 
 
-def _wait_report(page, prefix: str) -> None:
-    """Wait until every output of a report is on the page: views, both 3D canvases, the video, the metrics."""
+def _wait_report(page, prefix: str, framed: bool = False) -> None:
+    """Wait until every output of a report is on the page: views, both 3D canvases, the video, the metrics.
+    ``framed``: also check that the 3D viewers frame the object on white (only meaningful for a real object:
+    the tiny random test model's "views" are noise filling the whole frame)."""
     from playwright.sync_api import expect
 
     page.locator(f"#{prefix}-gallery img").first.wait_for(state="visible", timeout=TIMEOUT_MS)
@@ -26,7 +28,8 @@ def _wait_report(page, prefix: str) -> None:
         canvas = page.locator(f"#{prefix}-{viewer} canvas")
         canvas.wait_for(state="visible", timeout=TIMEOUT_MS)
         _wait_drawn(page, canvas)
-        _assert_framed(canvas, f"{prefix}-{viewer}")
+        if framed:
+            _assert_framed(canvas, f"{prefix}-{viewer}")
 
 
 def _assert_framed(canvas, name: str) -> None:
@@ -40,8 +43,8 @@ def _assert_framed(canvas, name: str) -> None:
         rgb = np.asarray(im.convert("RGB")).astype(np.int16)
     H, W = rgb.shape[:2]
     corners = rgb[[0, 0, -1, -1], [0, -1, 0, -1]]
-    assert (corners > 235).all(), f"{name}: background is not white at the corners: {corners.tolist()}"
-    ys, xs = np.nonzero((255 - rgb).max(axis=-1) > 40)
+    assert (corners > 200).all(), f"{name}: background is not white at the corners: {corners.tolist()}"
+    ys, xs = np.nonzero((255 - rgb).max(axis=-1) > 60)
     assert len(ys), f"{name}: nothing drawn"
     box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1) / (H * W)
     touches = (ys.min() == 0) + (ys.max() == H - 1) + (xs.min() == 0) + (xs.max() == W - 1)
@@ -107,7 +110,7 @@ def test_browser_generate_and_bad_upload(served_app, views_zip, tmp_path):
             page.locator("#upload").get_by_role("button", name="Clear").first.click()
             page.locator("#upload input[type=file]").set_input_files(str(views_zip))
             page.locator("#evaluate-button").click()
-            _wait_report(page, "eval")
+            _wait_report(page, "eval", framed=True)  # real views of a procedural object
             assert "fitted on views 0, 2" in page.locator("#eval-summary").inner_text()
         except Exception:  # keep what the page showed, then fail as before
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)

@@ -1,27 +1,23 @@
-"""The headless stages (ui.run) and `mvgen run` on a tiny locally built model."""
+"""The job's stages (mvgen/job.py, mvgen/exports.py) on a tiny locally built model."""
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 import trimesh
 from PIL import Image
 
-from mvgen.cli import main
-from ui.cli import summary_table
-from ui.run import StageProgress, run_prompt, run_views
-from ui.settings import check_run_settings
+from mvgen.job import StageProgress, run_prompt, run_views
+from mvgen.settings import check_run_settings
 
 EXPORTS = {"ply", "viewer_ply", "splat", "glb", "mp4", "gif", "camera_path", "metrics", "heatmaps"}
 
 
 @pytest.fixture(scope="module")
 def pipe(tiny_model):
-    from ui.run import load_model
+    from mvgen.job import load_model
 
     return load_model(tiny_model)[0]
 
@@ -85,7 +81,7 @@ def test_splat_viewer_gaussians_are_the_same_object_turned_upright_centred_and_f
     import torch
 
     from reconstruction.gaussians import Gaussians
-    from ui.run import SPLAT_VIEWER_RADIUS, splat_viewer_gaussians
+    from mvgen.exports import SPLAT_VIEWER_RADIUS, splat_viewer_gaussians
 
     torch.manual_seed(0)
     n = 50
@@ -144,56 +140,22 @@ def test_run_views_refuses_too_many_or_too_small_views(posed_views, fast_config,
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_mvgen_run_cli_single_batch_and_bad_input(tiny_model, fast_config, tmp_path, capsys):
-    cfg = tmp_path / "app.yaml"
-    cfg.write_text(json.dumps({k: v for k, v in fast_config.to_dict().items()}))  # JSON is YAML
-    out = tmp_path / "r"
-    common = ["--model", str(tiny_model), "--config", str(cfg), "--views", "2", "--steps", "1"]
-    assert main(["run", "a red mug", "--out", str(out), *common]) == 0
-    assert {"scene.ply", "scene.splat", "scene.glb", "scene.mp4", "metrics.json", "views.zip"} <= \
-        {p.name for p in out.iterdir()}
-    assert "PSNR" in capsys.readouterr().out
-    # an earlier run is replaced (by the real console command: a fresh process loads the saved model too)
-    subprocess.run([str(Path(sys.executable).with_name("mvgen")), "run", "a red mug", "--out", str(out),
-                    "--views-only", *common], check=True, capture_output=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert not (out / "scene.ply").exists() and (out / "views.zip").is_file()
-    # a folder that is not a run is refused
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    assert main(["run", "a red mug", "--out", str(tmp_path / "mine"), *common]) == 2
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
-    assert "not an earlier `mvgen run` output" in capsys.readouterr().err
-    for bad in (["", "--out", str(tmp_path / "x")], ["a mug", "--out", str(tmp_path / "x"), "--views", "99"],
-                ["a mug", "--out", str(tmp_path / "x"), "--model", str(tmp_path / "nope")]):
-        assert main(["run", *bad, *(common[2:4] if "--model" in bad else common[:4])]) == 2
-    err = capsys.readouterr().err
-    assert "prompt is empty" in err and "views must be in 2..32" in err and "model not found at" in err
-    # batch: prompts are checked before any work; one folder per prompt, a summary table; a prompt the text
-    # encoder refuses (> 64 tokens) becomes an error row and the exit code is 1
-    prompts = tmp_path / "p.txt"
-    prompts.write_text("# two mugs\na red mug\n\n" + "word " * 80 + "\n")
-    assert main(["run", "--prompts", str(prompts), "--out", str(tmp_path / "b"), "--views-only", *common]) == 2
-    assert "prompt is 399 characters" in capsys.readouterr().err
-    prompts.write_text("a red mug\n" + "red " * 70 + "\na blue vase\n")
-    assert main(["run", "--prompts", str(prompts), "--out", str(tmp_path / "b"), "--views-only", *common]) == 1
-    rows = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert [r["prompt"] for r in rows] == ["a red mug", "red " * 69 + "red", "a blue vase"]
-    assert "tokens" in rows[1]["error"] and "error" not in rows[2]
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [".mvgen-output.json", "000_a_red_mug",
-                                                                 "002_a_blue_vase", "summary.json"]
-    table = capsys.readouterr().out
-    assert "| a blue vase | 2 |" in table and "| error: prompt:" in table
-
-def test_summary_table_shows_errors_and_lpips_impl():
-    rows = [{"prompt": "a", "folder": "/x/000_a", "views": 2, "psnr": 20.0, "ssim": 0.5, "lpips": 0.1,
-             "lpips_impl": "stlpips-alex-shift-tolerant", "gaussians": 10, "seconds": {"total": 1.0}},
-            {"prompt": "b", "error": "prompt: 70 tokens"}]
-    table = summary_table(rows)
-    assert "LPIPS (stlpips-alex-shift-tolerant)" in table and "| b | error: prompt: 70 tokens |" in table
-
-
-def test_run_module_does_not_import_gradio():
-    code = "import sys, ui.run, ui.cli, ui.bench, ui.uploads, ui.sessions; print('gradio' in sys.modules)"
+def test_job_modules_do_not_import_gradio():
+    code = ("import sys, mvgen.job, mvgen.job_cli, mvgen.job_bench, mvgen.exports, mvgen.settings, ui.cli, "
+            "ui.uploads, ui.sessions; print('gradio' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_3d_consistent_sampling_is_a_job_setting(pipe, tiny_model, fast_config, tmp_path):
+    """settings["steer"] (the app's checkbox, `mvgen run --steer`) steers the sample at its steps; the manifest
+    records each steering fit."""
+    cfg = fast_config.with_overrides(steer={"mode": "gaussians", "first_steps": 10, "next_steps": 5})
+    settings = check_run_settings(cfg, 2, 20, 2, 3.0, 0, 20)
+    assert settings["steer"].mode == "gaussians" and settings["steer"].step_indices(2) == [0, 1]
+    result = run_prompt(pipe, "a red mug", tmp_path / "s", cfg, settings, tiny_model, stop_after_views=True)
+    steer = json.loads(result.files["manifest"].read_text())["steer"]
+    assert steer["settings"]["mode"] == "gaussians" and [r["fit_steps"] for r in steer["log"]] == [10, 5]
+    plain = run_prompt(pipe, "a red mug", tmp_path / "p", cfg, check_run_settings(cfg, 2, 20, 2, 3.0, 0, 20, "off"),
+                       tiny_model, stop_after_views=True)
+    assert "steer" not in json.loads(plain.files["manifest"].read_text())

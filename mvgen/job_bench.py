@@ -1,14 +1,17 @@
-"""`mvgen bench e2e`: seconds per stage of prompt -> views + splat + mesh + metrics with the app's default settings
-(configs/app.yaml), and seconds from `mvgen app` start until its page is interactive in headless chromium.
+"""Benches of the job's stages (print Markdown tables; ``--json PATH`` writes the rows):
 
-Targets (issue 6): the whole run <= 90 s and the page interactive <= 15 s on the 2-core CPU, shipped model.
+- `mvgen bench e2e`: seconds per stage of prompt -> views + splat + mesh + metrics with the app's default settings
+  (configs/app.yaml), and seconds from `mvgen app` start until its page is interactive in headless chromium.
+  Targets (issue 6): the whole run <= 90 s and the page interactive <= 15 s on the 2-core CPU, shipped model.
+- `mvgen bench fit`: fit time and held-out quality of the 3D stage on procedural objects (``mvgen.data``), one
+  row per initialisation.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import statistics
 import socket
 import subprocess
 import sys
@@ -17,7 +20,11 @@ import time
 from pathlib import Path
 
 
-def register(subparsers) -> None:
+FIT_CAPTIONS = ("an orange car with black wheels", "a red chair with white legs",
+                "a tall blue vase with a white stripe")
+
+
+def register_e2e(subparsers) -> None:
     p = subparsers.add_parser("e2e", help="prompt -> views + splat + mesh + metrics: seconds per stage; app start-up",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--prompt", default="a blue vase")
@@ -28,7 +35,20 @@ def register(subparsers) -> None:
     p.add_argument("--recon-steps", type=int, help="override the config's reconstruction steps")
     p.add_argument("--skip-launch", action="store_true", help="do not measure the app's start-up")
     p.add_argument("--json", help="also write the results here")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run_e2e)
+
+
+def register_fit(subparsers) -> None:
+    p = subparsers.add_parser("fit", help="fit time and held-out PSNR on 16-view procedural orbits")
+    p.add_argument("--captions", default=";".join(FIT_CAPTIONS), help="';'-separated procedural captions")
+    p.add_argument("--inits", default="hull,random", help="comma list of initialisations to compare")
+    p.add_argument("--views", type=int, default=16, help="orbit views (even ones are fitted, odd ones scored)")
+    p.add_argument("--resolution", type=int, default=128)
+    p.add_argument("--steps", type=int, help="fit steps (default: configs/reconstruction.yaml)")
+    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "gsplat", "torch"])
+    p.add_argument("--no-lpips", action="store_true")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.set_defaults(func=run_fit)
 
 
 def free_port() -> int:
@@ -45,7 +65,7 @@ def measure_launch(model: str | None, timeout: float = 120.0) -> dict:
     import urllib.error
     import urllib.request
 
-    from ui.browser import chromium_path, launch_chromium
+    from mvgen.browser import chromium_path, launch_chromium
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -95,14 +115,15 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run(args) -> int:
+def run_e2e(args) -> int:
     import torch
 
     from mvgen.generate import default_model_path
-    from ui.run import load_model, model_problem, run_prompt
-    from ui.settings import DEFAULT_CONFIG, AppConfig, check_prompt, check_run_settings
+    from mvgen.job import load_model, model_problem, run_prompt
+    from mvgen.settings import CLI_RANGES, DEFAULT_CONFIG, AppConfig, check_prompt, check_run_settings
+    from reconstruction.bench import write_json
 
-    cfg = AppConfig.from_yaml(args.config or DEFAULT_CONFIG, views_min=2, views_max=32)
+    cfg = AppConfig.from_yaml(args.config or DEFAULT_CONFIG, **CLI_RANGES)
     cfg = cfg.with_overrides(views=args.views, steps=args.steps, recon_steps=args.recon_steps)
     settings = check_run_settings(cfg, cfg.views, cfg.elevation, cfg.steps, cfg.guidance, cfg.seed, cfg.recon_steps)
     prompt = check_prompt(args.prompt)
@@ -138,9 +159,64 @@ def run(args) -> int:
     lp = f", LPIPS {m['lpips']:.4f} ({m['lpips_impl']})" if "lpips" in m else ""
     print(f"\n{m['protocol']}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}{lp}; files: {', '.join(files)}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": str(model), "prompt": prompt, "settings": settings,
-                                               "model_load_s": load_s, "stage_seconds": s, "launch": launch,
-                                               "metrics": {k: m[k] for k in ("psnr", "ssim", "lpips", "lpips_impl",
-                                                                              "n_gaussians") if k in m},
-                                               "files": files}, indent=2))
+        settings["steer"] = settings["steer"].mode
+        metrics = {k: m[k] for k in ("psnr", "ssim", "lpips", "lpips_impl", "n_gaussians") if k in m}
+        write_json(args.json, {"model": str(model), "prompt": prompt, "settings": settings, "model_load_s": load_s,
+                               "stage_seconds": s, "launch": launch, "metrics": metrics, "files": files})
+    return 0
+
+
+def procedural_orbit(caption: str, views: int, resolution: int):
+    """Ground-truth RGBA views [V,4,H,W] of a procedural object on an orbit (elevation 20) and the cameras."""
+    import torch
+
+    from mvgen.cameras import orbit
+    from mvgen.data.objects import build_mesh
+    from mvgen.data.render import render_rgba
+
+    cameras = orbit(views, 20.0, width=resolution)
+    rgba = render_rgba(build_mesh(caption), cameras)  # uint8 (V, H, W, 4)
+    return torch.from_numpy(rgba).permute(0, 3, 1, 2).float() / 255.0, cameras
+
+
+def run_fit(args) -> int:
+    from reconstruction.bench import markdown_table, write_json
+    from reconstruction.fit import DEFAULT_CONFIG, FitConfig
+    from reconstruction.protocols import evaluate_holdout
+
+    captions = [c.strip() for c in args.captions.split(";") if c.strip()]
+    inits = [i.strip() for i in args.inits.split(",") if i.strip()]
+    if not captions or not inits:
+        raise ValueError("--captions and --inits must name at least one item")
+    base = FitConfig.from_yaml(DEFAULT_CONFIG).to_dict()
+    if args.steps is not None:
+        base["steps"] = args.steps
+    rows = []
+    for caption in captions:
+        images, cameras = procedural_orbit(caption, args.views, args.resolution)
+        for init in inits:
+            cfg = FitConfig.from_dict({**base, "init": init})
+            rep = evaluate_holdout(images, cameras, 2, cfg, args.backend, with_lpips=not args.no_lpips)
+            m = rep.metrics
+            rows.append({"caption": caption, "init": init, "steps": m["fit_steps"], "gaussians": m["n_gaussians"],
+                         "fit_seconds": m["fit_seconds"], "fit_cpu_seconds": m["fit_cpu_seconds"],
+                         "train_psnr": m["train_psnr"], "heldout_psnr": m["psnr"], "heldout_ssim": m["ssim"],
+                         "heldout_lpips": m.get("lpips", ""),
+                         "lpips_impl": m.get("lpips_impl", "")})
+            print(f"  {caption!r} init={init}: held-out {m['psnr']:.2f} dB, fitted {m['train_psnr']:.2f} dB, "
+                  f"{m['fit_seconds']:.1f} s", flush=True)
+    for init in inits:
+        sel = [r for r in rows if r["init"] == init]
+        mean = {k: statistics.mean(r[k] for r in sel) for k in ("fit_seconds", "fit_cpu_seconds", "train_psnr",
+                                                                 "heldout_psnr", "heldout_ssim")}
+        rows.append({"caption": "mean", "init": init, **mean})
+    print(f"\n{args.views}-view orbit at {args.resolution}², fit even views, score odd views")
+    print(markdown_table(rows, ["caption", "init", "steps", "gaussians", "fit_seconds", "fit_cpu_seconds",
+                                "train_psnr", "heldout_psnr", "heldout_ssim", "heldout_lpips"]))
+    print(f"\nload average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; fit_seconds is "
+          "wall clock, fit_cpu_seconds the process's CPU time over all threads")
+    impl = next((r["lpips_impl"] for r in rows if r.get("lpips_impl")), None)
+    if impl:
+        print(f"\nLPIPS: {impl}")
+    write_json(args.json, {"rows": rows})
     return 0

@@ -1,4 +1,4 @@
-"""Headless Debian chromium driven by Playwright (the browser test and `mvgen bench e2e`). No gradio here.
+"""Headless Debian chromium driven by Playwright (the app's browser test and `mvgen bench e2e`). No gradio here.
 
 Playwright's own browser download does not work here; Debian's chromium (`make browser`) does. SwiftShader gives
 WebGL without a GPU, without it ``gr.Model3D`` draws nothing.

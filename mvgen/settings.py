@@ -1,0 +1,198 @@
+"""One YAML (configs/app.yaml) -> one dataclass: the defaults of the text-to-3D job (`mvgen run`, `mvgen generate
+--steer`, `mvgen reconstruct`'s exports, `mvgen bench e2e`, `mvgen evaluate asset`) and of the app, and the checks
+of one run's settings. The supported ranges themselves are in ``mvgen.limits``.
+
+No gradio and no torch here: the CLI, the app and the tests import this cheaply.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from mvgen import limits
+from mvgen.checks import check_int, short_repr
+from mvgen.sampling3d import STEER_MODES, SteerSettings
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "configs" / "app.yaml"
+# The CLI takes every supported range; the app's sliders take the narrower ones of configs/app.yaml.
+CLI_RANGES = {"views_min": limits.RUN_VIEWS.low, "views_max": limits.RUN_VIEWS.high,
+              "steps_max": limits.STEPS.high, "recon_steps_max": limits.FIT_STEPS.high}
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Defaults and limits of the job and the app; configs/app.yaml sets every field (and measures some)."""
+
+    # generation: the app's advanced settings start here
+    views: int = 8  # orbit views; the odd ones are held out to score the reconstruction
+    elevation: float = 20.0  # degrees; the shipped model saw 0..40, 20 is the middle of its training orbits
+    steps: int = 20  # denoising steps: the held-out PSNR in README was measured at 20
+    guidance: float = 3.0  # classifier-free guidance scale: 3 measured best on held-out captions
+    seed: int = 0  # one seed + the same settings = the same views, so a run can be repeated
+    steer: SteerSettings = field(default_factory=SteerSettings)  # 3D-consistent sampling: "off" (fast) or
+    #                                                              "gaussians" (fits during sampling, slower)
+    # reconstruction and exports
+    recon_config: str = "configs/reconstruction.yaml"  # FitConfig preset; relative paths are from the repo
+    recon_steps: int = 400  # fitting steps: 400 score like 700 on 8-view orbits, in about half the time
+    asset_steps: int = 200  # the downloadable asset continues the scoring fit this long on ALL views (0: it is
+    #                         the scoring fit, which saw half of them)
+    holdout: str = "every-2"  # fit the even views, score the odd ones (design.md §6)
+    backend: str = "auto"  # rasterizer: auto (gsplat on CUDA, else the compiled cpu kernel) | cpu | gsplat | torch
+    video_frames: int = 60  # orbit video frames at 24 fps: one 2.5 s turn
+    video_width: int = 256  # orbit video size in px: larger than the 128 px views so the splats stay smooth
+    mesh_resolution: int = 96  # density grid of the .glb mesh: 96³ resolves mug handles in ~1 s
+    with_lpips: bool = True  # LPIPS beside PSNR / SSIM (loads AlexNet once: ~1 s)
+    # what the app's controls allow (inside mvgen.limits' ranges)
+    views_min: int = 4  # fewer views leave too little to fit after holding out the odd ones
+    views_max: int = 16  # more views take longer than a visitor waits on a 2-core CPU
+    steps_max: int = 100  # denoising steps beyond 100 change nothing visible with the Euler sampler
+    recon_steps_max: int = 5000  # ~5 min of fitting on the 2-core CPU
+    prompt_examples: int = 8  # training captions of the shipped model shown as examples
+    # serving
+    concurrency_limit: int = 1  # runs at once; keep 1: runs share one pipeline (its scheduler holds state)
+    max_queue: int = 8  # waiting runs beyond this are refused with "queue full"
+    session_max_age_minutes: float = 60.0  # session folders untouched this long are deleted
+    runs_per_session: int = 3  # older runs of a session are deleted when it starts a new one
+    # "Evaluate your own views": what one uploaded zip may hold (defaults: mvgen.limits)
+    max_upload_mb: float = limits.UPLOAD_ZIP_MB  # the zip itself
+    max_unzipped_mb: float = limits.UPLOAD_UNZIPPED_MB  # its extracted files together
+    max_zip_files: int = limits.UPLOAD_FILES  # its members
+    max_upload_views: int = limits.UPLOAD_VIEWS  # views reconstructed: fitting time grows with them
+    max_image_size: int = limits.UPLOAD_IMAGE_SIDE  # larger views are downscaled before fitting
+    max_image_megapixels: float = limits.UPLOAD_IMAGE_MEGAPIXELS  # per view, read from its header
+    max_upload_megapixels: float = limits.UPLOAD_MEGAPIXELS  # all views together
+
+    def __post_init__(self):
+        object.__setattr__(self, "steer", steer_settings(self.steer))
+        lo, hi = limits.RUN_VIEWS.low, limits.RUN_VIEWS.high
+        if not lo <= self.views_min <= self.views_max <= hi:
+            raise ValueError(f"views_min/views_max must satisfy {lo} <= min <= max <= {hi}, got "
+                             f"{self.views_min}/{self.views_max}")
+        check_int("steps_max", self.steps_max, 1, limits.STEPS.high)
+        check_int("recon_steps_max", self.recon_steps_max, 1, limits.FIT_STEPS.high)
+        if not (isinstance(self.asset_steps, int) and 0 <= self.asset_steps <= self.recon_steps_max):
+            raise ValueError(f"asset_steps must be an integer in 0..{self.recon_steps_max}, got {self.asset_steps!r}")
+        for name in ("concurrency_limit", "max_queue", "runs_per_session", "max_zip_files", "max_upload_views",
+                     "video_frames", "video_width", "mesh_resolution"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.max_image_size < limits.MIN_LPIPS_SIDE:
+            raise ValueError(f"max_image_size must be >= {limits.MIN_LPIPS_SIDE} (LPIPS needs "
+                             f"{limits.MIN_LPIPS_SIDE} px), got {self.max_image_size}")
+        for name in ("max_upload_mb", "max_unzipped_mb", "max_image_megapixels", "max_upload_megapixels"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        check_run_settings(self, self.views, self.elevation, self.steps, self.guidance, self.seed,
+                           self.recon_steps)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path = DEFAULT_CONFIG, **overrides) -> "AppConfig":
+        """Read a YAML file of AppConfig fields; keyword overrides win (None values are ignored)."""
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ValueError(f"app config {path}: file not found") from None
+        except OSError as e:  # a folder, no permission, a failing disk: name the file (e.strerror drops it)
+            raise ValueError(f"app config {path}: cannot read ({e.strerror or e})") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ValueError(f"app config {path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"app config {path}: expected a mapping of fields")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"app config {path}: unknown field(s) {sorted(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as e:  # e.g. views_min: "two" compared with a number
+            raise ValueError(f"app config {path}: a field has the wrong type ({e})") from None
+
+    def with_overrides(self, **overrides) -> "AppConfig":
+        """A copy with the non-None overrides applied (validated again)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def recon_config_path(self) -> Path:
+        p = Path(self.recon_config)
+        return p if p.is_absolute() else REPO / p
+
+    def fit_config(self, steps: int | None = None, seed: int | None = None):
+        """The reconstruction FitConfig: the preset file with this config's steps (and seed) on top."""
+        from reconstruction.fit import FitConfig
+
+        path = self.recon_config_path()
+        if not path.is_file():
+            raise ValueError(f"recon_config: {path} not found")
+        base = FitConfig.from_yaml(path).to_dict()
+        base["steps"] = int(steps if steps is not None else self.recon_steps)
+        if seed is not None:
+            base["seed"] = int(seed)
+        return FitConfig.from_dict(base)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def upload_limits(self) -> dict:
+        """Keyword arguments of ``ui.uploads.unpack_views``: this config's limits on one uploaded zip."""
+        return {"max_files": self.max_zip_files, "max_bytes": int(self.max_unzipped_mb * 2**20),
+                "max_zip_bytes": int(self.max_upload_mb * 2**20), "max_views": self.max_upload_views,
+                "max_image_pixels": int(self.max_image_megapixels * 1e6),
+                "max_total_pixels": int(self.max_upload_megapixels * 1e6)}
+
+
+def steer_settings(value, base: SteerSettings | None = None) -> SteerSettings:
+    """3D-consistent sampling settings from what a config, a flag or a checkbox gives: a ``SteerSettings``, a
+    mode ("off" / "gaussians"), true / false (the app's checkbox; YAML also reads a bare ``off`` as false) or a
+    mapping of ``SteerSettings`` fields. Other settings come from ``base``. ValueError naming ``steer``."""
+    base = base or SteerSettings()
+    if isinstance(value, SteerSettings):
+        return value
+    if isinstance(value, bool):
+        value = "gaussians" if value else "off"
+    if isinstance(value, str) and value in STEER_MODES:
+        return replace(base, mode=value)
+    if isinstance(value, dict):
+        try:
+            return SteerSettings(**{**asdict(base), **value})
+        except TypeError as e:
+            raise ValueError(f"steer: unknown setting ({e})") from None
+    raise ValueError(f"steer must be one of {', '.join(STEER_MODES)} (or true / false), got {short_repr(value)}")
+
+
+def check_run_settings(cfg: AppConfig, views, elevation, steps, guidance, seed, recon_steps, steer=None) -> dict:
+    """Validate one run's settings against ``cfg``'s and ``mvgen.limits``' ranges; returns them normalised (ints
+    as int, ``steer`` as ``SteerSettings``; None: ``cfg.steer``).
+
+    Raises ValueError naming the field (views, elevation, steps, guidance, seed, recon_steps, steer).
+    """
+    views = check_int("views", views, cfg.views_min, cfg.views_max)  # ints and integral floats (sliders send 8.0)
+    elevation = limits.ELEVATION.check_number("elevation", elevation, "a number of degrees")
+    steps = check_int("steps", steps, 1, cfg.steps_max)
+    guidance = limits.GUIDANCE.check_number("guidance", guidance)
+    seed = limits.SEED.check_int("seed", seed)
+    recon_steps = check_recon_steps(cfg, recon_steps)
+    steer = steer_settings(cfg.steer if steer is None else steer, cfg.steer)
+    return {"views": views, "elevation": elevation, "steps": steps, "guidance": guidance, "seed": seed,
+            "recon_steps": recon_steps, "steer": steer}
+
+
+def check_recon_steps(cfg: AppConfig, recon_steps) -> int:
+    return check_int("recon_steps", recon_steps, 1, cfg.recon_steps_max)
+
+
+def check_prompt(prompt) -> str:
+    """The prompt with whitespace collapsed; ValueError naming ``prompt`` when empty, not text or too long."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be text, got {type(prompt).__name__}")
+    prompt = " ".join(prompt.split())
+    if not prompt:
+        raise ValueError("prompt is empty; describe an object, e.g. 'a red mug'")
+    if len(prompt) > limits.PROMPT_CHARS:
+        raise ValueError(f"prompt is {len(prompt)} characters; the limit is {limits.PROMPT_CHARS}")
+    return prompt
