@@ -99,12 +99,12 @@ class Cameras:
         return out
 
 
-def intrinsics_from_fov(fov_deg: float, width: int, height: int) -> torch.Tensor:
-    """[3,3] K for a vertical field of view ``fov_deg`` (square pixels, centred principal point)."""
+def intrinsics_from_fov(fov_deg: float, width: int, height: int, device=None) -> torch.Tensor:
+    """[3,3] K for a vertical field of view ``fov_deg`` (square pixels, centred principal point) on ``device``."""
     if not (0.0 < fov_deg < 180.0):
         raise CameraError(f"fov must be in (0, 180) degrees, got {fov_deg}")
     f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
-    return torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+    return torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]], device=device)
 
 
 def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
@@ -119,16 +119,16 @@ def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up: Sequence[
     """[V,4,4] OpenGL c2w for cameras at ``eye`` [V,3] looking at ``target`` (origin by default)."""
     eye = torch.as_tensor(eye, dtype=torch.float32).reshape(-1, 3)
     target = torch.zeros_like(eye) if target is None else torch.as_tensor(target, dtype=torch.float32).expand_as(eye)
-    up_v = torch.tensor(up, dtype=torch.float32).expand_as(eye)
+    up_v = torch.tensor(up, dtype=torch.float32, device=eye.device).expand_as(eye)
     back = torch.nn.functional.normalize(eye - target, dim=-1)  # camera +Z (it looks along -Z)
     right = torch.cross(up_v, back, dim=-1)
     # Looking straight up or down: the up vector is parallel to the view axis; use +Y as the fallback up.
     degenerate = right.norm(dim=-1) < 1e-6
     if degenerate.any():
-        right[degenerate] = torch.cross(torch.tensor([0.0, 1.0, 0.0]).expand(int(degenerate.sum()), 3), back[degenerate], dim=-1)
+        right[degenerate] = torch.cross(eye.new_tensor([0.0, 1.0, 0.0]).expand(int(degenerate.sum()), 3), back[degenerate], dim=-1)
     right = torch.nn.functional.normalize(right, dim=-1)
     cam_up = torch.cross(back, right, dim=-1)
-    c2w = torch.eye(4).repeat(eye.shape[0], 1, 1)
+    c2w = torch.eye(4, device=eye.device).repeat(eye.shape[0], 1, 1)
     c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, cam_up, back, eye
     return c2w
 
@@ -148,8 +148,10 @@ def orbit(
     fov_deg: float = DEFAULT_FOV_DEG,
     width: int = 128,
     height: int | None = None,
+    device=None,
 ) -> Cameras:
-    """An orbit rig of ``num_views`` cameras evenly spaced in azimuth, all looking at the origin.
+    """An orbit rig of ``num_views`` cameras evenly spaced in azimuth, all looking at the origin, built on
+    ``device`` (None: torch's default device).
 
     ``elevation`` is one angle for all views or one per view (degrees, in ``limits.CAMERA_ELEVATION``).
     """
@@ -158,7 +160,7 @@ def orbit(
         raise CameraError(f"num_views must be a positive integer, got {num_views!r}")
     if not (radius > 0 and math.isfinite(radius)):
         raise CameraError(f"radius must be positive and finite, got {radius}")
-    elev = torch.as_tensor(elevation, dtype=torch.float32).flatten()
+    elev = torch.as_tensor(elevation, dtype=torch.float32, device=device).flatten()
     if elev.numel() == 1:
         elev = elev.expand(num_views)
     if elev.numel() != num_views:
@@ -166,9 +168,9 @@ def orbit(
     lo, hi = CAMERA_ELEVATION.low, CAMERA_ELEVATION.high
     if not torch.isfinite(elev).all() or elev.min() < lo or elev.max() > hi:
         raise CameraError(f"elevation must be finite and within [{lo:g}, {hi:g}] degrees, got {elev.tolist()}")
-    az = azimuth_start + torch.arange(num_views, dtype=torch.float32) * (360.0 / num_views)
+    az = azimuth_start + torch.arange(num_views, dtype=torch.float32, device=elev.device) * (360.0 / num_views)
     c2w = look_at(orbit_positions(az, elev, radius))
-    K = intrinsics_from_fov(fov_deg, width, height).expand(num_views, 3, 3).clone()
+    K = intrinsics_from_fov(fov_deg, width, height, elev.device).expand(num_views, 3, 3).clone()
     return Cameras(c2w, K, width, height)
 
 
@@ -210,8 +212,8 @@ def viewmat_to_c2w(viewmats: torch.Tensor) -> torch.Tensor:
 def plucker_rays(c2w: torch.Tensor, K: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """[V,6,H,W] Plücker coordinates (d, o x d) of the ray through each pixel centre, d unit length in world."""
     V = c2w.shape[0]
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
-                            torch.arange(width, dtype=torch.float32) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=c2w.device) + 0.5,
+                            torch.arange(width, dtype=torch.float32, device=c2w.device) + 0.5, indexing="ij")
     fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
     x = (xs[None] - cx[:, None, None]) / fx[:, None, None]  # (V, H, W) OpenCV camera coords
     y = (ys[None] - cy[:, None, None]) / fy[:, None, None]
@@ -242,13 +244,13 @@ def validate(c2w: torch.Tensor, K: torch.Tensor, width: int, height: int) -> Non
     if not torch.isfinite(K).all():
         raise CameraError("K: non-finite intrinsics")
     R = c2w[:, :3, :3].double()
-    eye = torch.eye(3, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64, device=c2w.device)
     err = (R.transpose(1, 2) @ R - eye).abs().flatten(1).amax(1)
     det = torch.linalg.det(R)
     bad = torch.nonzero((err > 1e-3) | ((det - 1).abs() > 1e-3)).flatten().tolist()
     if bad:
         raise CameraError(f"c2w: rotation of camera(s) {bad} is not a rigid rotation (orthonormal, det +1)")
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    bottom = c2w.new_tensor([0.0, 0.0, 0.0, 1.0])
     if not torch.allclose(c2w[:, 3, :], bottom.expand(c2w.shape[0], 4), atol=1e-5):
         raise CameraError("c2w: last row must be [0, 0, 0, 1]")
     if (K[:, 0, 0] <= 0).any() or (K[:, 1, 1] <= 0).any():
@@ -285,7 +287,7 @@ def read_transforms(path: str | os.PathLike) -> tuple[Cameras, list[Path]]:
             raise CameraError(f"{path}: frames[{i}] needs 'file_path' and 'transform_matrix'")
         files.append(_resolve_image(root, frame["file_path"], path, i))
         try:
-            m = torch.tensor(frame["transform_matrix"], dtype=torch.float32)
+            m = torch.tensor(frame["transform_matrix"], dtype=torch.float32, device="cpu")  # read to host memory
         except (TypeError, ValueError, OverflowError, RuntimeError):
             raise CameraError(f"{path}: frames[{i}].transform_matrix is not a 4x4 matrix of numbers") from None
         if m.shape != (4, 4):
@@ -323,7 +325,7 @@ def _frame_intrinsics(d: dict, width: int, height: int, path: Path, i: int) -> t
         raise CameraError(f"{path}: intrinsics of frames[{i}] are not numbers") from None
     if not all(math.isfinite(v) for v in (fx, fy, cx, cy)) or fx <= 0 or fy <= 0:
         raise CameraError(f"{path}: frames[{i}] focal length must be positive and finite (fx={fx}, fy={fy})")
-    return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], device="cpu")  # like the poses
 
 
 def _size_field(meta: dict, key: str, path: Path) -> int | None:

@@ -33,6 +33,7 @@ BENCHES = (
     "reconstruction.bench:register_raster",  # raster
     "mvgen.job_bench:register_fit",  # fit
     "mvgen.job_bench:register_e2e",  # e2e
+    "mvgen.gpu_bench:register",  # gpu (scripts/gpu_check.sh)
 )
 
 # OpenMP wait policy, set per command before torch loads (a user's own setting wins). Commands that run numba

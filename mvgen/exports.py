@@ -24,7 +24,7 @@ def orbit_around(cameras, num_views: int, elevation: float = 20.0, azimuth_start
 
     radius = float(cameras.centers.norm(dim=-1).median())
     fov = vertical_fov_deg(cameras.K[0], cameras.height)
-    return orbit(num_views, elevation, azimuth_start, radius, fov, width or cameras.width, height)
+    return orbit(num_views, elevation, azimuth_start, radius, fov, width or cameras.width, height, cameras.c2w.device)
 
 
 def video_cameras(cameras, frames: int, width: int):
@@ -48,8 +48,8 @@ def splat_viewer_gaussians(gaussians, radius: float = SPLAT_VIEWER_RADIUS):
     from reconstruction.gaussians import Gaussians
 
     g = gaussians.detach()
-    R = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-    qr = torch.tensor([math.cos(math.pi / 4), math.sin(math.pi / 4), 0.0, 0.0])  # the same turn, wxyz
+    R = g.means.new_tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    qr = g.means.new_tensor([math.cos(math.pi / 4), math.sin(math.pi / 4), 0.0, 0.0])  # the same turn, wxyz
     q = torch.nn.functional.normalize(g.quats, dim=-1)
     w1, x1, y1, z1 = qr
     w2, x2, y2, z2 = q.unbind(-1)
@@ -63,7 +63,7 @@ def splat_viewer_gaussians(gaussians, radius: float = SPLAT_VIEWER_RADIUS):
     extent = float((core - centre).norm(dim=-1).quantile(0.99)) if len(core) else 1.0
     scale = radius / max(extent, 1e-6)
     return Gaussians((means - centre) * scale, quats, g.scales + math.log(scale), g.opacities, g.sh0,
-                     torch.zeros(len(g), 0, 3), sh_degree=0)
+                     g.means.new_zeros(len(g), 0, 3), sh_degree=0)
 
 
 def write_heatmaps(report, angles: list, folder: Path) -> list:

@@ -73,44 +73,60 @@ def generate_to_folder(pipe, prompt: str, out: Path, *, overwrite: bool = False,
         return write_generation(pipe, prompt, tmp, **generation)
 
 
-def write_generation(pipe, prompt: str, folder: Path, *, views: int = 8, elevation: float = 20.0, steps: int = 20,
-                     guidance: float = 3.0, seed: int = 0, cameras=None, model_path: Path | None = None,
-                     callback=None, steer=None, fit_config=None, backend: str = "auto") -> dict:
+def write_generation(pipe, prompt: str, folder: Path, **generation) -> dict:
     """Run the pipeline and write views/, transforms.json, grid.png and manifest.json into ``folder`` (an existing
-    folder being built, e.g. by ``mvgen.fileio.build_output_dir``); returns the manifest.
+    folder being built, e.g. by ``mvgen.fileio.build_output_dir``); returns the manifest. ``generation``: the
+    keyword arguments of ``sample_views``."""
+    images, cameras, manifest = sample_views(pipe, prompt, **generation)
+    save_views(Path(folder), images, cameras, manifest)
+    return manifest
+
+
+def sample_views(pipe, prompt: str, *, views: int = 8, elevation: float = 20.0, steps: int = 20,
+                 guidance: float = 3.0, seed: int = 0, cameras=None, model_path: Path | None = None,
+                 callback=None, steer=None, fit_config=None, backend: str = "auto",
+                 autocast: bool | None = None) -> tuple:
+    """(views [V,H,W,3] float in [0,1] as a numpy array, their ``Cameras``, the manifest) of one prompt.
 
     ``steer``: ``mvgen.sampling3d.SteerSettings`` of 3D-consistent sampling (None or mode "off": plain sampling),
-    fitting Gaussians with ``fit_config`` (``reconstruction.fit.FitConfig``) on ``backend``.
+    fitting Gaussians with ``fit_config`` (``reconstruction.fit.FitConfig``) on ``backend``. Runs on the
+    pipeline's device; the noise is drawn on the CPU from ``seed`` (the same start on every device); ``autocast``:
+    see ``PTDiTMultiViewPipeline.__call__``.
     """
     import torch
 
     from mvgen.cameras import orbit_angles
     from mvgen.checks import check_seed
-    from mvgen.imageutil import grid, save_png
     from mvgen.pipeline import model_hash
 
-    folder = Path(folder)
     seed = check_seed(seed)
     steering = steer_arguments(steer, fit_config, backend, steps)
     t0 = time.time()
     res = pipe(prompt, cameras=cameras, num_views=views, elevation=elevation, num_inference_steps=steps,
                guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
-               callback_on_step_end=callback, **steering)
+               callback_on_step_end=callback, autocast=autocast, **steering)
     t_gen = time.time() - t0
     images = res.images[0]
-    write_views(folder, images, res.cameras)
-    azim = [round(a, 1) for a in orbit_angles(res.cameras)[0]]
-    save_png(grid([list(images)], col_labels=[f"az {a:.0f}" for a in azim]), folder / "grid.png")
     manifest = {
         "prompt": prompt, "seed": seed, "views": len(images), "elevation": elevation, "steps": steps,
         "guidance": guidance, "model": str(model_path) if model_path else None,
         "model_hash": model_hash(model_path) if model_path else None, "image_size": int(images.shape[1]),
-        "seconds": {"generate": round(t_gen, 3)}, "azimuths_deg": azim,
+        "device": str(pipe.device), "seconds": {"generate": round(t_gen, 3)},
+        "azimuths_deg": [round(a, 1) for a in orbit_angles(res.cameras)[0]],
     }
     if steering:
         manifest["steer"] = {"settings": dataclasses.asdict(steer), "log": steering["steer"].log}
+    return images, res.cameras, manifest
+
+
+def save_views(folder: Path, images: np.ndarray, cameras, manifest: dict) -> None:
+    """views/, transforms.json, grid.png (labelled with the azimuths) and manifest.json into ``folder``."""
+    from mvgen.imageutil import grid, save_png
+
+    write_views(folder, images, cameras)
+    labels = [f"az {a:.0f}" for a in manifest["azimuths_deg"]]
+    save_png(grid([list(images)], col_labels=labels), folder / "grid.png")
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return manifest
 
 
 def steer_arguments(steer, fit_config, backend: str, steps: int) -> dict:
@@ -126,14 +142,19 @@ def steer_arguments(steer, fit_config, backend: str, steps: int) -> dict:
             "steer_strength": steer.strength}
 
 
-def load_pipeline(model: str | Path | None = None):
+def load_pipeline(model: str | Path | None = None, device=None):
+    """(pipeline, its folder): ``model`` (default: ``default_model_path()``) on ``device`` (``mvgen.device``:
+    None / "auto" = CUDA when available, else CPU; DeviceError naming ``--device`` when it is not there)."""
+    from mvgen.device import resolve_device
     from mvgen.pipeline import PTDiTMultiViewPipeline
+
+    device = resolve_device(device)  # before loading: a missing GPU is a one-line error, not a slow failure
 
     path = Path(model) if model else default_model_path()
     if not (path / "model_index.json").is_file() and path.resolve() == DEFAULT_MODEL.resolve():
         raise FileNotFoundError(f"the default model is not shipped yet at {path}; see README 'Default model' "
                                 f"(train it with `mvgen train`, or pass --model / MVGEN_MODEL a saved pipeline)")
-    pipe = PTDiTMultiViewPipeline.from_pretrained(path)
+    pipe = PTDiTMultiViewPipeline.from_pretrained(path).to(device)
     return pipe, path
 
 
@@ -153,6 +174,8 @@ def register(sub) -> None:
     p.add_argument("--steer", default="off", help="3D-consistent sampling: off | gaussians (slower; fits Gaussians "
                    "during sampling with the reconstruction settings of configs/app.yaml)")
     p.add_argument("--model", help="pipeline folder (default: the shipped assets/mvgen-tiny)")
+    p.add_argument("--device", help="where to run: auto | cpu | cuda | cuda:K (default: configs/app.yaml, auto = "
+                   "CUDA when available)")
     p.set_defaults(func=_run)
 
 
@@ -162,18 +185,18 @@ def _run(args) -> int:
 
     from mvgen.settings import AppConfig, steer_settings
 
-    cfg = AppConfig.from_yaml()
+    cfg = AppConfig.from_yaml(device=args.device)
     steer = steer_settings(args.steer, cfg.steer)  # refuse a bad mode before the model loads
     fit_config = cfg.fit_config(seed=args.seed) if steer.mode != "off" else None
     out = prepare_output_dir(args.out, "generate", args.overwrite)  # refuse before the model loads
     cameras = read_transforms(args.cameras)[0] if args.cameras else None
-    pipe, path = load_pipeline(args.model)
+    pipe, path = load_pipeline(args.model, cfg.device)
     warn = vocabulary_warning(args.prompt, path)
     if warn:
         print(f"warning: {warn}", file=sys.stderr)
     m = generate_to_folder(pipe, args.prompt, out, views=args.views, elevation=args.elevation,
                            steps=args.steps, guidance=args.guidance, seed=args.seed, cameras=cameras,
                            model_path=path, overwrite=args.overwrite, steer=steer, fit_config=fit_config,
-                           backend=cfg.backend)
+                           backend=cfg.backend, autocast=cfg.autocast())
     print(f"wrote {out}: {m['views']} views in {m['seconds']['generate']:.1f} s (grid: {out / 'grid.png'})")
     return 0

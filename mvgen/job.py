@@ -117,8 +117,9 @@ def model_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def load_model(path: str | os.PathLike):
-    """(pipeline with its progress bar off, path) via ``mvgen.generate.load_pipeline``.
+def load_model(path: str | os.PathLike, device=None):
+    """(pipeline with its progress bar off, path) via ``mvgen.generate.load_pipeline``, on ``device``
+    (``mvgen.device``: None / "auto" = CUDA when available, else CPU).
 
     ``mvgen.models.ptdit`` is imported first: diffusers only loads the transformer's class from a module that
     is already imported, and nothing else imports it in a fresh process (`mvgen generate` has the same need).
@@ -126,7 +127,7 @@ def load_model(path: str | os.PathLike):
     import mvgen.models.ptdit  # noqa: F401  (defines PTDiTTransformer3DModel for from_pretrained)
     from mvgen.generate import load_pipeline
 
-    pipe, path = load_pipeline(path)
+    pipe, path = load_pipeline(path, device)
     pipe.set_progress_bar_config(disable=True)
     return pipe, path
 
@@ -153,7 +154,8 @@ def zip_views(folder: Path, dest: Path) -> Path:
 def generate_stage(pipe, prompt: str, out: Path, settings: dict, fit_config, backend: str,
                    model_path: Path | None, progress: StageProgress) -> Views:
     """Views of ``prompt`` into ``out`` (an existing folder being built), with a progress update per denoising
-    step; ``settings["steer"]`` turns on 3D-consistent sampling (fitting with ``fit_config`` on ``backend``)."""
+    step; ``settings["steer"]`` turns on 3D-consistent sampling (fitting with ``fit_config`` on ``backend``);
+    ``settings.get("autocast")``: ``AppConfig.autocast()``. Runs on the pipeline's device."""
     from mvgen.cameras import load_views
     from mvgen.generate import write_generation
 
@@ -167,7 +169,7 @@ def generate_stage(pipe, prompt: str, out: Path, settings: dict, fit_config, bac
     manifest = write_generation(pipe, prompt, out, views=settings["views"], elevation=settings["elevation"],
                                 steps=steps, guidance=settings["guidance"], seed=settings["seed"],
                                 model_path=model_path, callback=on_step, steer=settings["steer"],
-                                fit_config=fit_config, backend=backend)
+                                fit_config=fit_config, backend=backend, autocast=settings.get("autocast"))
     zip_views(out, out / "views.zip")
     progress("generate", 1.0, "views done")
     posed = load_views(out)
@@ -176,8 +178,10 @@ def generate_stage(pipe, prompt: str, out: Path, settings: dict, fit_config, bac
 
 def fit_stage(views: Views, cfg: AppConfig, fit_config, progress: StageProgress):
     """Fit the views that are not held out (``cfg.holdout``), score the held-out ones, then continue the fit on
-    every view for ``cfg.asset_steps`` (the asset). Returns ``mvgen.asset.AssetFit``."""
+    every view for ``cfg.asset_steps`` (the asset), on ``cfg.device`` (the views are moved there; the asset's
+    Gaussians and the report's renders stay there). Returns ``mvgen.asset.AssetFit``."""
     from mvgen.asset import fit_asset
+    from mvgen.device import resolve_device
     from reconstruction.protocols import holdout_split, parse_holdout
 
     every = parse_holdout(cfg.holdout)
@@ -188,13 +192,15 @@ def fit_stage(views: Views, cfg: AppConfig, fit_config, progress: StageProgress)
         desc = f"{phase}: step {step}/{total}, {stats['n_gaussians']} Gaussians"
         progress("fit", step / total, desc if step < total else "scoring held-out views")
 
-    return fit_asset(views.posed.images, views.posed.cameras, every, fit_config, cfg.asset_steps, cfg.backend,
-                     on_fit, with_lpips=cfg.with_lpips)
+    device = resolve_device(cfg.device, "device")
+    return fit_asset(views.posed.images.to(device), views.posed.cameras.to(device), every, fit_config,
+                     cfg.asset_steps, cfg.backend, on_fit, with_lpips=cfg.with_lpips)
 
 
 def export_stage(asset, views: Views, out: Path, cfg: AppConfig, progress: StageProgress) -> Exports:
-    """The asset's exports into ``out``, the orbit video framed by the input cameras; and viewer.ply, the
-    asset turned upright and framed for the app's splat viewer."""
+    """The asset's exports into ``out``, the orbit video framed by the input cameras (rendered where the asset
+    is); and viewer.ply, the asset turned upright and framed for the app's splat viewer. Files are written from
+    CPU copies."""
     from mvgen.exports import splat_viewer_gaussians, video_cameras
     from reconstruction.export import export_all, save_ply
 
@@ -202,7 +208,7 @@ def export_stage(asset, views: Views, out: Path, cfg: AppConfig, progress: Stage
     cameras = video_cameras(views.posed.cameras, cfg.video_frames, cfg.video_width)
     files, warnings = export_all(asset.gaussians, out, cameras, "scene", cfg.mesh_resolution, cfg.backend,
                                  progress=lambda f, desc: progress("export", 0.9 * f, desc))
-    files["viewer_ply"] = save_ply(splat_viewer_gaussians(asset.gaussians), out / "viewer.ply")
+    files["viewer_ply"] = save_ply(splat_viewer_gaussians(asset.gaussians.to("cpu")), out / "viewer.ply")
     progress("export", 1.0, "exports done")
     return Exports(files, warnings, time.perf_counter() - t0)
 
@@ -261,7 +267,8 @@ def run_prompt(pipe, prompt: str, out: str | os.PathLike, cfg: AppConfig, settin
     t0 = time.perf_counter()
     fit_config = cfg.fit_config(settings["recon_steps"], settings["seed"])
     with build_output_dir(out, "run", overwrite) as tmp:
-        views = generate_stage(pipe, prompt, tmp, settings, fit_config, cfg.backend, model_path, progress)
+        views = generate_stage(pipe, prompt, tmp, dict(settings, autocast=cfg.autocast()), fit_config, cfg.backend,
+                               model_path, progress)
         result = RunResult(folder=out, manifest=views.manifest)
         result.seconds["generate"] = round(time.perf_counter() - t0, 2)
         files = {"views_zip": "views.zip", "transforms": "transforms.json", "manifest": "manifest.json",

@@ -34,6 +34,7 @@ def register_e2e(subparsers) -> None:
     p.add_argument("--steps", type=int, help="override the config's denoising steps")
     p.add_argument("--recon-steps", type=int, help="override the config's reconstruction steps")
     p.add_argument("--skip-launch", action="store_true", help="do not measure the app's start-up")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:K (default: configs/app.yaml)")
     p.add_argument("--json", help="also write the results here")
     p.set_defaults(func=run_e2e)
 
@@ -47,6 +48,7 @@ def register_fit(subparsers) -> None:
     p.add_argument("--steps", type=int, help="fit steps (default: configs/reconstruction.yaml)")
     p.add_argument("--backend", default="auto", choices=["auto", "cpu", "gsplat", "torch"])
     p.add_argument("--no-lpips", action="store_true")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K: where the views are fitted")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.set_defaults(func=run_fit)
 
@@ -118,13 +120,15 @@ def _stop(proc: subprocess.Popen) -> None:
 def run_e2e(args) -> int:
     import torch
 
+    from mvgen.device import describe, resolve_device
     from mvgen.generate import default_model_path
     from mvgen.job import load_model, model_problem, run_prompt
     from mvgen.settings import CLI_RANGES, DEFAULT_CONFIG, AppConfig, check_prompt, check_run_settings
     from reconstruction.bench import write_json
 
     cfg = AppConfig.from_yaml(args.config or DEFAULT_CONFIG, **CLI_RANGES)
-    cfg = cfg.with_overrides(views=args.views, steps=args.steps, recon_steps=args.recon_steps)
+    cfg = cfg.with_overrides(views=args.views, steps=args.steps, recon_steps=args.recon_steps, device=args.device)
+    device = resolve_device(cfg.device)
     settings = check_run_settings(cfg, cfg.views, cfg.elevation, cfg.steps, cfg.guidance, cfg.seed, cfg.recon_steps)
     prompt = check_prompt(args.prompt)
     model = Path(args.model) if args.model else default_model_path()
@@ -134,7 +138,7 @@ def run_e2e(args) -> int:
 
     launch = None if args.skip_launch else measure_launch(args.model)
     t0 = time.perf_counter()
-    pipe, model = load_model(model)
+    pipe, model = load_model(model, device)
     load_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="mvgen-bench-e2e-") as tmp:
         result = run_prompt(pipe, prompt, Path(tmp) / "run", cfg, settings, model)
@@ -143,7 +147,8 @@ def run_e2e(args) -> int:
     s = result.seconds
     rows = [("model load", load_s),
             (f"generate ({settings['views']} views, {settings['steps']} steps)", s["generate"]),
-            (f"fit ({m['fit_steps']} steps, {m['n_gaussians']} Gaussians)", s["fit"]),
+            (f"fit ({m['fit_steps']} steps on the even views + {m.get('asset_steps', 0)} on all, "
+             f"{m.get('asset_gaussians', m['n_gaussians'])} Gaussians)", s["fit"]),
             ("evaluate (held-out render + PSNR/SSIM/LPIPS)", s["evaluate"]),
             ("export (heatmaps, ply, splat, glb, mp4, gif)", s["export"]),
             ("**prompt → all files** (target ≤ 90 s)", s["total"])]
@@ -152,7 +157,7 @@ def run_e2e(args) -> int:
         if launch["interactive_s"] is not None:
             rows.append(("`mvgen app` start → page interactive in chromium (target ≤ 15 s)",
                          launch["interactive_s"]))
-    print(f"model {model} · torch threads {torch.get_num_threads()} · prompt {prompt!r}")
+    print(f"model {model} · device {describe(device)} · torch threads {torch.get_num_threads()} · prompt {prompt!r}")
     print("| stage | seconds |\n|---|---|")
     for name, sec in rows:
         print(f"| {name} | {sec:.1f} |")
@@ -161,7 +166,8 @@ def run_e2e(args) -> int:
     if args.json:
         settings["steer"] = settings["steer"].mode
         metrics = {k: m[k] for k in ("psnr", "ssim", "lpips", "lpips_impl", "n_gaussians") if k in m}
-        write_json(args.json, {"model": str(model), "prompt": prompt, "settings": settings, "model_load_s": load_s,
+        write_json(args.json, {"model": str(model), "device": describe(device), "prompt": prompt,
+                               "settings": settings, "model_load_s": load_s,
                                "stage_seconds": s, "launch": launch, "metrics": metrics, "files": files})
     return 0
 
@@ -180,9 +186,12 @@ def procedural_orbit(caption: str, views: int, resolution: int):
 
 
 def run_fit(args) -> int:
+    from mvgen.device import resolve_device
     from reconstruction.bench import markdown_table, write_json
     from reconstruction.fit import DEFAULT_CONFIG, FitConfig
     from reconstruction.protocols import evaluate_holdout
+
+    device = resolve_device(args.device)
 
     captions = [c.strip() for c in args.captions.split(";") if c.strip()]
     inits = [i.strip() for i in args.inits.split(",") if i.strip()]
@@ -194,6 +203,7 @@ def run_fit(args) -> int:
     rows = []
     for caption in captions:
         images, cameras = procedural_orbit(caption, args.views, args.resolution)
+        images, cameras = images.to(device), cameras.to(device)
         for init in inits:
             cfg = FitConfig.from_dict({**base, "init": init})
             rep = evaluate_holdout(images, cameras, 2, cfg, args.backend, with_lpips=not args.no_lpips)

@@ -18,6 +18,8 @@ from pathlib import Path
 from mvgen.limits import RUN_VIEWS
 
 BACKENDS = ["auto", "cpu", "gsplat", "torch"]
+DEVICE_HELP = ("where every stage runs: auto | cpu | cuda | cuda:K (default: configs/app.yaml; auto = CUDA when "
+               "available, else CPU)")
 RECONSTRUCT_DOC = """``mvgen reconstruct PATH --out OUT``: posed views -> Gaussians -> exports + consistency metrics.
 
 PATH is a folder with ``transforms.json`` (ours, a NeRF-synthetic-style folder with ``transforms_train.json``,
@@ -67,6 +69,7 @@ def register_run(subparsers) -> None:
     p.add_argument("--video-frames", type=int, help="frames of the orbit video")
     p.add_argument("--model", help="pipeline folder (default: the shipped assets/mvgen-tiny, or MVGEN_MODEL)")
     p.add_argument("--config", help="defaults (default: configs/app.yaml)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=run_prompts)
 
 
@@ -93,6 +96,7 @@ def run_prompts(args) -> int:
     """`mvgen run "prompt" --out DIR` or `mvgen run --prompts FILE --out DIR` (one sub-folder per prompt)."""
     import torch
 
+    from mvgen.device import resolve_device
     from mvgen.fileio import build_output_dir, prepare_output_dir
     from mvgen.generate import default_model_path, vocabulary_warning
     from mvgen.job import load_model, model_problem, run_prompt, summary_line
@@ -105,7 +109,8 @@ def run_prompts(args) -> int:
     settings = check_run_settings(cfg, *(v if v is not None else getattr(cfg, k) for k, v in (
         ("views", args.views), ("elevation", args.elevation), ("steps", args.steps), ("guidance", args.guidance),
         ("seed", args.seed), ("recon_steps", args.recon_steps))), steer=args.steer)
-    cfg = cfg.with_overrides(backend=args.backend, video_frames=args.video_frames)
+    cfg = cfg.with_overrides(backend=args.backend, video_frames=args.video_frames, device=args.device)
+    device = resolve_device(cfg.device)  # a missing GPU is one line naming --device, before anything loads
     if not args.views_only or settings["steer"].mode != "off":
         cfg.fit_config(settings["recon_steps"])  # a broken preset fails before the model loads
     out = prepare_output_dir(args.out, "run", args.overwrite)  # refuse before the model loads
@@ -113,7 +118,7 @@ def run_prompts(args) -> int:
     problem = model_problem(model_path)
     if problem:
         raise ValueError(problem)
-    pipe, model_path = load_model(model_path)
+    pipe, model_path = load_model(model_path, device)
     torch.manual_seed(settings["seed"])
 
     single = args.prompt is not None
@@ -198,6 +203,7 @@ def register_reconstruct(subparsers) -> None:
     p.add_argument("--cross-render", action="store_true",
                    help="also run the MVGBench-style cross-render protocol (fits twice more)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (saves loading the network)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=reconstruct_folder)
 
 
@@ -207,6 +213,7 @@ def reconstruct_folder(args) -> int:
 
     from mvgen.cameras import load_views
     from mvgen.checks import check_seed
+    from mvgen.device import resolve_device
     from mvgen.fileio import build_output_dir, prepare_output_dir
     from mvgen.job import StageProgress, Views, export_stage, fit_stage, report_stage, view_angles
     from mvgen.metrics import check_image_size
@@ -219,7 +226,8 @@ def reconstruct_folder(args) -> int:
         raise ValueError(f"--video-frames must be at least 1, got {args.video_frames}")
     cfg = AppConfig.from_yaml(**CLI_RANGES).with_overrides(
         holdout=args.holdout, backend=args.backend, video_frames=args.video_frames, asset_steps=args.asset_steps,
-        with_lpips=False if args.no_lpips else None)
+        with_lpips=False if args.no_lpips else None, device=args.device)
+    resolve_device(cfg.device)  # a missing GPU is one line naming --device, before loading or fitting
     out = prepare_output_dir(args.out, "reconstruct", args.overwrite)  # refuse before loading or fitting
     check_seed(fit_config.seed)
     posed = load_views(args.path, args.downscale)
@@ -259,10 +267,13 @@ def _fit_config(args):
 
 
 def _cross_render(views, fit_config, cfg) -> dict:
-    """The MVGBench-style cross-render protocol at 8 novel cameras between the views' azimuths, framed like them."""
+    """The MVGBench-style cross-render protocol at 8 novel cameras between the views' azimuths, framed like them,
+    on ``cfg.device``."""
+    from mvgen.device import resolve_device
     from mvgen.exports import orbit_around
     from reconstruction.protocols import cross_render
 
     cams = views.posed.cameras
     novel = orbit_around(cams, 8, 10.0, azimuth_start=11.25, width=cams.width, height=cams.height)
-    return cross_render(views.posed.images, cams, novel, fit_config, cfg.backend, with_lpips=cfg.with_lpips)
+    images = views.posed.images.to(resolve_device(cfg.device))
+    return cross_render(images, cams, novel, fit_config, cfg.backend, with_lpips=cfg.with_lpips)

@@ -83,6 +83,7 @@ class LPIPS:
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         _check_pair(a, b)
         check_image_size(a.shape[2], a.shape[3], with_lpips=True)
+        self.net.to(a.device)  # one shared network follows the images (a no-op when it is there already)
         a = a.float().clamp(0, 1) * 2 - 1
         b = b.float().clamp(0, 1) * 2 - 1
         return self.net(a, b).flatten(1).mean(dim=1)
@@ -93,6 +94,7 @@ class LPIPS:
         them once for an image compared with many others (``distance``)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"images must be [B,3,H,W], got {list(x.shape)}")
+        self.net.to(x.device)
         x = x.float().clamp(0, 1) * 2 - 1
         if self.net.version == "0.1":
             x = self.net.scaling_layer(x)

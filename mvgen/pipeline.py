@@ -178,7 +178,7 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
-        autocast: bool = True,
+        autocast: bool | None = None,
         steer: Callable | None = None,
         steer_steps: Sequence[int] = (),
         steer_strength: float = 1.0,
@@ -187,7 +187,11 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         ``elevation`` degrees, starting in front of the object).
 
         ``callback_on_step_end(pipe, step, timestep, {"latents": ...})`` may return a dict to replace latents.
-        ``autocast`` runs the transformer under bf16 autocast on CPU (measured faster, same quality).
+        Runs on the pipeline's device (``pipe.to(device)``; ``mvgen.device.resolve_device``); the cameras may be
+        anywhere, the images come back on that device ("pt"/"latent") or as CPU arrays ("np"/"pil").
+        ``autocast``: the transformer under bf16 autocast. None (default): on CPU only, where it was measured
+        faster at the same quality (README); on CUDA the transformer runs in fp32 unless ``autocast=True``
+        (``precision: bf16`` in configs/app.yaml; `mvgen bench gpu` times and compares both). False: fp32.
         ``steer(images [V,3,H,W] in [0,1], cameras) -> [V,3,H,W]`` (3D-consistent sampling, e.g.
         ``mvgen.sampling3d.GaussianSteer``): at the denoising steps listed in ``steer_steps`` the predicted clean
         views are decoded, handed to ``steer`` and the sample is moved toward what it returns (by
@@ -198,7 +202,8 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
         size = self.image_size
-        cameras = orbit(num_views, elevation=elevation, width=size) if cameras is None else cameras.resized(size, size)
+        cameras = (orbit(num_views, elevation=elevation, width=size, device=self._execution_device) if cameras is None
+                   else cameras.resized(size, size))
         do_cfg = guidance_scale > 1.0
 
         # 2. Encode the prompt (and the empty prompt for classifier-free guidance)
@@ -237,7 +242,8 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
             embeds, mask, neg, neg_mask = self.encode_prompt(prompt, do_cfg, negative_prompt)
         else:
             embeds = prompt_embeds.to(device)
-            mask = prompt_attention_mask if prompt_attention_mask is not None else torch.ones(embeds.shape[:2], dtype=torch.long)
+            mask = (prompt_attention_mask if prompt_attention_mask is not None
+                    else torch.ones(embeds.shape[:2], dtype=torch.long, device=device))
             neg, neg_mask = (encode_text(self.tokenizer, self.text_encoder, [negative_prompt] * len(embeds), device=device)
                              if do_cfg else (None, None))
         if do_cfg:  # pad both to one length, stack as [uncond; cond]
@@ -247,19 +253,21 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         return embeds, mask
 
     def denoise(self, latents, embeds, mask, plucker, guidance_scale: float, cameras: Cameras,
-                callback_on_step_end: Callable | None = None, autocast: bool = True, steer: Callable | None = None,
+                callback_on_step_end: Callable | None = None, autocast: bool | None = None, steer: Callable | None = None,
                 steer_steps: Sequence[int] = (), steer_strength: float = 1.0) -> torch.Tensor:
         """The sampling loop over the scheduler's timesteps: guided velocity, the 3D-consistency correction at
         ``steer_steps`` (see ``steer_latents``), one scheduler step, the step callback. Returns the latents."""
-        use_autocast = autocast and self._execution_device.type == "cpu"
+        device_type = self._execution_device.type
+        use_autocast = (device_type == "cpu") if autocast is None else bool(autocast)
+        use_autocast = use_autocast and device_type in ("cpu", "cuda")
         # One autocast region around the whole loop: its weight cache casts each weight to bf16 once per call
         # instead of once per step (the casts were 20% of sampling time). Elementwise ops stay fp32.
         with self.progress_bar(total=len(self.scheduler.timesteps)) as bar, \
-                torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_autocast):
+                torch.autocast(device_type if use_autocast else "cpu", dtype=torch.bfloat16, enabled=use_autocast):
             for i, t in enumerate(self.scheduler.timesteps):
                 v = self.velocity(latents, t, embeds, mask, plucker, guidance_scale)
                 if steer is not None and i in steer_steps:
-                    with torch.autocast("cpu", enabled=False):
+                    with torch.autocast(device_type if use_autocast else "cpu", enabled=False):
                         latents, v = self.steer_latents(latents, v, self.scheduler.sigmas[i], steer, cameras,
                                                         steer_strength)
                 latents = self.scheduler.step(v, t, latents, return_dict=False)[0]

@@ -66,9 +66,9 @@ class GaussianSteer:
         from reconstruction.gaussians import render
 
         t0 = time.perf_counter()
-        images = images.float().clamp(0, 1).cpu()
-        alpha = torch.from_numpy(alpha_from_white(images.permute(0, 2, 3, 1).numpy()))[:, None]
-        rgba = torch.cat([images, alpha], dim=1).contiguous()
+        images = images.float().clamp(0, 1)  # fitted where the pipeline samples (its device)
+        alpha = alpha_from_white(images.permute(0, 2, 3, 1).cpu().numpy())  # the matte rule lives in numpy
+        rgba = torch.cat([images, torch.from_numpy(alpha)[:, None].to(images.device)], dim=1).contiguous()
         first = self.gaussians is None
         steps = self.settings.first_steps if first else self.settings.next_steps
         cfg = replace(self.fit_config, steps=steps, early_stop_tol=0.0,

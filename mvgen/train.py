@@ -3,7 +3,10 @@
 Rectified flow (x_t = (1 - s) x_0 + s noise, target noise - x_0, s logit-normal); caption dropout for
 classifier-free guidance; a random number and subset of each object's views per batch, so any camera set
 works at inference. VAE latents, Plücker maps and caption embeddings are computed once and cached (the VAE
-and text encoder are frozen). Multi-GPU: `accelerate launch -m mvgen.cli train --config ...` runs unchanged.
+and text encoder are frozen). Several processes (GPUs, or CPU processes with gloo): `accelerate launch
+--multi_gpu --num_processes N -m mvgen.cli train --config ...` runs the same code: ``batch_size`` stays the global
+batch, each process trains on its shard of it (so the run matches one process), the main process alone writes
+logs, samples and checkpoint folders, and ``--resume`` restores every process (tests/generation/test_train_multiprocess.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +45,8 @@ class TrainConfig:
     logit_normal_std: float = 1.0  # timestep density: sigmoid(N(0, std)) as in SD3
     mixed_precision: str = "bf16"  # autocast dtype on CPU/GPU; "no" for fp32
     gradient_checkpointing: bool = False
+    device: str = "auto"  # auto (CUDA when available; under `accelerate launch` one GPU per process) | cpu | cuda |
+    #                       cuda:K (one process only); the frozen VAE and text encoder run there too
     save_every: int = 250
     sample_every: int = 1000
     sample_steps: int = 20
@@ -93,13 +99,13 @@ class LatentCache:
 
             lat, pl = [], []
             # bf16 encoding is ~2.4x faster on CPU; its error (~0.4%) is far below the diffusion noise
-            bf16 = cfg.mixed_precision == "bf16" and not torch.cuda.is_available()
+            bf16 = cfg.mixed_precision == "bf16" and vae.device.type == "cpu"  # encoded where the VAE is
             h = cfg.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
             for i in tqdm(range(len(ds)), desc="encoding views"):
                 item = ds[i]
                 with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    z = vae.encode(item["images"]).latent_dist.mode().float() * vae.config.scaling_factor
-                lat.append(z)
+                    z = vae.encode(item["images"].to(vae.device)).latent_dist.mode().float() * vae.config.scaling_factor
+                lat.append(z.cpu())  # the cache lives on the CPU; batches move to the training device
                 from mvgen.cameras import Cameras
 
                 cams = Cameras(item["c2w"], item["K"], cfg.resolution, cfg.resolution)
@@ -114,8 +120,8 @@ class LatentCache:
         emb, mask = [], []
         for i in range(0, len(uniq), 64):
             e, m = encode_text(tokenizer, text_encoder, uniq[i:i + 64])
-            emb += list(e)
-            mask += list(m)
+            emb += list(e.cpu())
+            mask += list(m.cpu())
         # Embeddings trimmed to their own tokens; a batch pads to its longest caption.
         self.text = {c: e[m.bool()] for c, e, m in zip(uniq, emb, mask)}
         self.tokenizer, self.text_encoder = tokenizer, text_encoder
@@ -145,7 +151,7 @@ class LatentCache:
         if rewrite:
             e, m = encode_text(self.tokenizer, self.text_encoder,
                                [paraphrase(self.specs[idx[k]], rng) for k in rewrite])
-            for k, ek, mk in zip(rewrite, e, m):
+            for k, ek, mk in zip(rewrite, e.cpu(), m.cpu()):
                 embs[k] = ek[mk.bool()]
         T = max(len(e) for e in embs)
         emb = torch.stack([torch.nn.functional.pad(e, (0, 0, 0, T - len(e))) for e in embs])
@@ -176,7 +182,6 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     """Run (or continue) training; returns the final pipeline folder. ``max_steps`` stops early (smoke tests)."""
     import torch
 
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
     from diffusers.training_utils import EMAModel
@@ -189,14 +194,15 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     check_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                      cpu=not torch.cuda.is_available())
+    acc = _accelerator(cfg)
     vae_path = Path(cfg.vae)
     if not (vae_path / "config.json").is_file():
         raise FileNotFoundError(f"vae: {vae_path} is not a diffusers AutoencoderKL folder (train one: mvgen train-vae)")
     vae = AutoencoderKL.from_pretrained(str(vae_path), use_safetensors=True).eval().requires_grad_(False)
     tokenizer, text_encoder = load_text_encoder(cfg.text_encoder)
-    cache = LatentCache(cfg, vae, tokenizer, text_encoder, out)
+    vae, text_encoder = vae.to(acc.device), text_encoder.to(acc.device)  # frozen, beside the transformer
+    with acc.main_process_first():  # the main process builds and writes the cache; the others then read it
+        cache = LatentCache(cfg, vae, tokenizer, text_encoder, out)
     if cache.latents.shape[1] < cfg.views_max:
         raise ValueError(f"views_max={cfg.views_max} but dataset objects have {cache.latents.shape[1]} views")
     model = build_transformer(cfg, cache.latents.shape[2], cache.latents.shape[-1])
@@ -212,10 +218,14 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     model, opt, sched = acc.prepare(model, opt, sched)
     acc.register_for_checkpointing(ema)
     step = resume_state(acc, out, resume)
-    dump_config(cfg, out / "config.yaml")
+    acc.wait_for_everyone()  # every process has resumed at the same step
+    main = acc.is_main_process
+    if main:
+        dump_config(cfg, out / "config.yaml")
     n_params = sum(p.numel() for p in model.parameters())
-    acc.print(f"model: {n_params / 1e6:.2f}M parameters; {len(cache.latents)} training objects")
-    log = LossLog(out / "loss.csv", ["loss", "lr", "views"], start_step=step)
+    acc.print(f"model: {n_params / 1e6:.2f}M parameters; {len(cache.latents)} training objects; "
+              f"{acc.num_processes} process(es) on {acc.device}, {cfg.batch_size // acc.num_processes} samples each")
+    log = LossLog(out / "loss.csv", ["loss", "lr", "views"], start_step=step) if main else None
     gen = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
@@ -229,16 +239,47 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0:
-            log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0], views=V)
+            loss = acc.reduce(loss.detach(), "mean")  # the global batch's loss: the same number on any process count
+            if main:
+                log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0], views=V)
             bar.set_postfix(loss=f"{loss.item():.4f}", V=V)
         if step % cfg.save_every == 0 or step == stop:
-            save_checkpoint(out, step, lambda d: _write_checkpoint(d, acc, model, ema, vae, scheduler, tokenizer, text_encoder, cfg))
-            log.plot(out / "loss.png")
-        if cfg.sample_every and step % cfg.sample_every == 0:
+            save_checkpoint(out, step, lambda d: _write_checkpoint(d, acc, model, ema, vae, scheduler, tokenizer,
+                                                                   text_encoder, cfg), acc=acc)
+            if main:
+                log.plot(out / "loss.png")
+        if cfg.sample_every and step % cfg.sample_every == 0 and main:
             _sample_grid(out, step, acc.unwrap_model(model), ema, vae, scheduler, tokenizer, text_encoder, cfg, cache)
     bar.close()
+    acc.wait_for_everyone()
     final = checkpoint_dirs(out)[-1] / "pipeline"
     return final
+
+
+def _accelerator(cfg: TrainConfig):
+    """The ``Accelerator`` for ``cfg.device`` (``mvgen.device``): cpu forces the CPU; auto and cuda let accelerate
+    give each process its GPU (``cuda`` refuses a machine without one); cuda:K selects that GPU for a single
+    process. DeviceError naming ``device`` otherwise."""
+    import torch
+    from accelerate import Accelerator, DataLoaderConfiguration
+
+    from mvgen.device import DeviceError, check_device, resolve_device
+
+    device = resolve_device(cfg.device, "device")
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device {cfg.device}: training runs on cpu or cuda")
+    if ":" in check_device(cfg.device):  # cuda:K
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise DeviceError(f"device {cfg.device} names one GPU; under `accelerate launch` use device: auto or "
+                              f"cuda (one GPU per process)")
+        torch.cuda.set_device(device)
+    # split_batches: cfg.batch_size is the global batch, split across the processes (``_optimisation_step``), so
+    # the prepared lr scheduler steps once per optimizer step, as with one process.
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                      cpu=device.type == "cpu", dataloader_config=DataLoaderConfiguration(split_batches=True))
+    if cfg.batch_size % acc.num_processes:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {acc.num_processes} processes")
+    return acc
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -252,6 +293,9 @@ def check_config(cfg: TrainConfig) -> None:
                          f"{cfg.lr_schedule!r}, lr_min={cfg.lr_min}, lr={cfg.lr}, warmup={cfg.warmup}")
     if not (isinstance(cfg.steps, int) and cfg.steps >= 1):
         raise ValueError(f"steps must be a positive integer, got {cfg.steps!r}")
+    from mvgen.device import check_device
+
+    check_device(cfg.device)
 
 
 def _init_from(model, pipeline_folder: str) -> None:
@@ -263,15 +307,20 @@ def _init_from(model, pipeline_folder: str) -> None:
 
 
 def _optimisation_step(acc, model, opt, sched, cache, cfg: TrainConfig, gen, V: int, step: int):
-    """One (micro-)batch of rectified flow: x_t = (1 - s) x_0 + s noise, target noise - x_0; returns the loss.
-    Mediator models (DAM) draw this step's mediator count from ``model.config.mediator_counts`` (one checkpoint
-    then serves every count and any per-step schedule at sampling)."""
+    """One (micro-)batch of rectified flow: x_t = (1 - s) x_0 + s noise, target noise - x_0; returns the loss of
+    this process's share. Mediator models (DAM) draw this step's mediator count from
+    ``model.config.mediator_counts`` (one checkpoint then serves every count and any per-step schedule at sampling).
+
+    Several processes (``accelerate launch``): every process draws the same global batch of ``cfg.batch_size``
+    from the shared generator ``gen`` (same seed everywhere) and trains on its shard, samples ``rank::world``;
+    the gradients averaged across processes are those of the global batch, so the run matches one process."""
     import torch
 
+    shard = slice(acc.process_index, None, acc.num_processes)
     batch = cache.batch(cfg.batch_size, V, cfg.caption_dropout, gen, cfg.caption_augment)
-    lat, pl, emb, mask = (t.to(acc.device) for t in batch)
-    noise = torch.randn(lat.shape, generator=gen).to(acc.device)
-    s = torch.sigmoid(torch.randn(lat.shape[0], generator=gen) * cfg.logit_normal_std).to(acc.device)
+    noise = torch.randn(batch[0].shape, generator=gen, device=gen.device)
+    s = torch.sigmoid(torch.randn(batch[0].shape[0], generator=gen, device=gen.device) * cfg.logit_normal_std)
+    lat, pl, emb, mask, noise, s = (t[shard].to(acc.device) for t in (*batch, noise, s))
     x_t = (1 - s.view(-1, 1, 1, 1, 1)) * lat + s.view(-1, 1, 1, 1, 1) * noise  # (B, V, C, h, w)
     n_med = acc.unwrap_model(model).sample_num_mediators(gen)  # None (and no draw) for other attention types
     with acc.accumulate(model), acc.autocast():
@@ -298,10 +347,12 @@ def _write_checkpoint(folder: Path, acc, model, ema, vae, scheduler, tokenizer, 
     """Accelerate state (model, optimizer, EMA, RNG) plus a loadable EMA pipeline in ``folder/pipeline``."""
     from mvgen.pipeline import PTDiTMultiViewPipeline
 
-    acc.save_state(str(folder))
-    pipe = PTDiTMultiViewPipeline(transformer=_ema_model(acc.unwrap_model(model), ema), vae=vae, scheduler=scheduler,
-                                  tokenizer=tokenizer, text_encoder=text_encoder, text_encoder_name=cfg.text_encoder)
-    pipe.save_pretrained(folder / "pipeline")
+    acc.save_state(str(folder))  # every process (its RNG state); weights and EMA once
+    if acc.is_main_process:
+        pipe = PTDiTMultiViewPipeline(transformer=_ema_model(acc.unwrap_model(model), ema), vae=vae,
+                                      scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder,
+                                      text_encoder_name=cfg.text_encoder)
+        pipe.save_pretrained(folder / "pipeline")
 
 
 def _sample_grid(out, step, model, ema, vae, scheduler, tokenizer, text_encoder, cfg, cache) -> None:
@@ -335,15 +386,18 @@ def register(sub) -> None:
     add_run_arguments(p, TrainConfig, "configs/train_tiny.yaml")
     p.add_argument("--vae", help="AutoencoderKL folder (overrides the config)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in this invocation")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:K (overrides the config)")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
     from mvgen.trainutil import load_config
 
-    cfg = load_config(TrainConfig, args.config, data=args.data, out=args.out, vae=args.vae, steps=args.steps)
+    cfg = load_config(TrainConfig, args.config, data=args.data, out=args.out, vae=args.vae, steps=args.steps,
+                      device=args.device)
     final = train(cfg, resume=args.resume, max_steps=args.max_steps)
-    print(json.dumps({"pipeline": str(final)}))
+    if int(os.environ.get("RANK", "0")) == 0:  # one line from `accelerate launch` too
+        print(json.dumps({"pipeline": str(final)}))
     return 0
 
 

@@ -71,24 +71,37 @@ def resume_state(acc, out: Path, resume: bool) -> int:
     return step
 
 
-def save_checkpoint(out: Path, step: int, write, keep: int = 2) -> Path:
+def save_checkpoint(out: Path, step: int, write, keep: int = 2, acc=None) -> Path:
     """Call ``write(tmp_folder)`` then rename it to ``out/checkpoint-<step>``: a kill never leaves a half-written
-    checkpoint under the final name. Older checkpoints beyond ``keep`` are removed."""
+    checkpoint under the final name. Older checkpoints beyond ``keep`` are removed.
+
+    With an ``accelerate.Accelerator`` of several processes every process calls this: they all ``write`` into one
+    temp folder (``Accelerator.save_state`` stores each process's RNG state there, the weights once), and the main
+    process alone creates, renames and prunes folders, between barriers."""
+    several = acc is not None and acc.num_processes > 1
+    main = acc is None or acc.is_main_process
+    wait = acc.wait_for_everyone if several else (lambda: None)
     out.mkdir(parents=True, exist_ok=True)
     final = out / f"checkpoint-{step}"
-    tmp = out / f".tmp-checkpoint-{step}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = out / (f".tmp-checkpoint-{step}" if several else f".tmp-checkpoint-{step}-{os.getpid()}")
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    wait()
     try:
         write(tmp)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in checkpoint_dirs(out)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    wait()
+    if main:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in checkpoint_dirs(out)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    wait()
     return final
 
 

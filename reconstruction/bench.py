@@ -39,22 +39,27 @@ def bench_scene(n: int, seed: int = 0):
 
 
 def time_fwd_bwd(backend: str, params, cameras, repeats: int) -> list[float]:
-    """Milliseconds of rasterization + backward of a fixed loss, ``repeats`` times."""
+    """Milliseconds of rasterization + backward of a fixed loss, ``repeats`` times, on the params' device (CUDA
+    work is synchronised before each clock reading)."""
     import torch
 
     from reconstruction.rasterize import rasterization
 
+    device = params[0].device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     weights = None
     times = []
     for _ in range(repeats):
         for p in params:
             p.grad = None
+        sync()
         t = time.perf_counter()
         img, alpha, _ = rasterization(*params, cameras.viewmats, cameras.K, cameras.width, cameras.height,
-                                      backgrounds=torch.ones(1, 3), backend=backend)
+                                      backgrounds=torch.ones(1, 3, device=device), backend=backend)
         if weights is None:
-            weights = torch.rand(img.shape, generator=torch.Generator().manual_seed(1))
+            weights = torch.rand(img.shape, generator=torch.Generator().manual_seed(1)).to(device)
         ((img * weights).sum() + alpha.sum()).backward()
+        sync()
         times.append((time.perf_counter() - t) * 1000)
     return times
 

@@ -33,14 +33,15 @@ def ply_property_names(n_rest: int) -> list[str]:
 
 def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
     """Binary little-endian 3DGS .ply as written by the INRIA code: positions, zero normals, SH (f_rest stored
-    channel-major), opacity logit, log scales, rotation quaternion wxyz. Non-finite Gaussians are dropped."""
+    channel-major), opacity logit, log scales, rotation quaternion wxyz. Non-finite Gaussians are dropped.
+    Written from a CPU copy (as every export)."""
     from plyfile import PlyData, PlyElement
 
-    g = gaussians.detach()
+    g = gaussians.detach().to("cpu")
     keep = g.finite_mask()
     n = int(keep.sum())
     rest = g.shN[keep].transpose(1, 2).reshape(n, -1)  # (n, 3*(K-1)) channel-major, as INRIA
-    cols = [g.means[keep], torch.zeros(n, 3), g.sh0[keep, 0], rest, g.opacities[keep, None], g.scales[keep],
+    cols = [g.means[keep], g.means.new_zeros(n, 3), g.sh0[keep, 0], rest, g.opacities[keep, None], g.scales[keep],
             g.quats[keep]]
     data = torch.cat(cols, dim=1).numpy().astype(np.float32)
     names = ply_property_names(rest.shape[1])
@@ -86,7 +87,7 @@ def save_splat(gaussians: Gaussians, path: str | os.PathLike) -> Path:
     """antimatter15 ``.splat`` (32 bytes per Gaussian: position, scale, RGBA, rotation) via gsplat's exporter."""
     from gsplat import export_splats
 
-    g = gaussians.detach()
+    g = gaussians.detach().to("cpu")
     keep = g.finite_mask()
     data = export_splats(g.means[keep], g.scales[keep], g.quats[keep], g.opacities[keep], g.sh0[keep],
                          g.shN[keep], format="splat")
@@ -135,9 +136,9 @@ def density_grid(gaussians: Gaussians, resolution: int = 96, bound: float | None
     """Opacity-weighted density of the Gaussians on a cube grid and its mean colour.
 
     Returns: density [R,R,R], rgb [R,R,R,3], origin (centre of voxel 0), voxel size. Scales are clamped to at
-    least half a voxel so thin, flat Gaussians are not lost between grid points.
+    least half a voxel so thin, flat Gaussians are not lost between grid points. Computed on a CPU copy.
     """
-    g = gaussians.detach()
+    g = gaussians.detach().to("cpu")
     keep = g.finite_mask() & (torch.sigmoid(g.opacities) > 0.02)
     means = g.means[keep]
     if bound is None:
@@ -148,10 +149,13 @@ def density_grid(gaussians: Gaussians, resolution: int = 96, bound: float | None
     P = R / scales[:, None, :]
     precis = P @ P.transpose(1, 2)  # R S^-2 R^T
     radius = 3.0 * scales.max(dim=-1).values
-    density, csum = _splat_density(means.double().numpy(), precis.double().numpy(),
-                                   torch.sigmoid(g.opacities[keep]).double().numpy(),
-                                   g.base_rgb[keep].double().numpy(), radius.double().numpy(),
-                                   -bound, voxel, resolution)
+    from reconstruction.jit import first_call
+
+    with first_call("splat_density", "the mesh kernel", __file__, "_splat_density"):
+        density, csum = _splat_density(means.double().numpy(), precis.double().numpy(),
+                                       torch.sigmoid(g.opacities[keep]).double().numpy(),
+                                       g.base_rgb[keep].double().numpy(), radius.double().numpy(),
+                                       -bound, voxel, resolution)
     rgb = csum / np.maximum(density, 1e-8)[..., None]
     return density, rgb, -bound, voxel
 
@@ -191,9 +195,9 @@ def save_glb(gaussians: Gaussians, path: str | os.PathLike, resolution: int = 96
 # ------------------------------------------------------------------------------------------ orbit video / path
 
 def render_orbit(gaussians: Gaussians, cameras: Cameras, backend: str = "auto") -> np.ndarray:
-    """uint8 [T,H,W,3] frames on a white background."""
+    """uint8 [T,H,W,3] frames on a white background, rendered where the Gaussians are."""
     rgb, _ = render(gaussians, cameras, backend=backend)
-    return (rgb.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    return (rgb.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def save_video(frames: np.ndarray, path: str | os.PathLike, fps: int = 24) -> Path:
@@ -239,16 +243,18 @@ def export_all(gaussians: Gaussians, out: str | os.PathLike, cameras: Cameras, n
     level) is no error: the other files are still written and the reason is returned as a warning.
 
     ``progress(fraction, desc)`` hears of each step. Returns ({kind: path}, warnings).
+    The orbit video renders where the Gaussians are; the files are written from one CPU copy.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tell = progress or (lambda fraction, desc: None)
     tell(0.0, "exporting .ply / .splat")
-    paths = {"ply": save_ply(gaussians, out / f"{name}.ply"), "splat": save_splat(gaussians, out / f"{name}.splat")}
+    host = gaussians.detach().to("cpu")
+    paths = {"ply": save_ply(host, out / f"{name}.ply"), "splat": save_splat(host, out / f"{name}.splat")}
     warnings = []
     tell(0.3, "extracting the mesh (.glb)")
     try:
-        paths["glb"] = save_glb(gaussians, out / f"{name}.glb", mesh_resolution)
+        paths["glb"] = save_glb(host, out / f"{name}.glb", mesh_resolution)
     except ValueError as e:
         warnings.append(f"no .glb mesh: {e}")
     tell(0.6, "rendering the orbit video")

@@ -165,10 +165,15 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     ``start``: continue from these Gaussians (e.g. a fit of some of the views, continued on all of them) instead
     of initialising; their SH degree must equal the config's, which is active from the first step.
     ``progress(step, total, stats)`` is called every step (stats: loss, n_gaussians, sh_degree).
+    Runs where ``images`` are (the cameras and ``start`` are moved there; ``backend="auto"`` then picks gsplat's
+    CUDA rasterizer on a GPU and the compiled CPU kernel on the CPU). The view order and the initialisation are
+    drawn on the CPU from ``config.seed``, so a seed gives the same run on every device.
     Raises FitError on bad views or when the loss becomes non-finite.
     """
     cfg = config or FitConfig()
     check_views(images, cameras)
+    cameras = cameras.to(images.device)
+    start = start.to(images.device) if start is not None else None
     t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -180,7 +185,7 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     batches = _view_batches(images.shape[0], cfg.batch_views, gen)
     sh_offset = 0 if start is None else cfg.sh_degree * cfg.sh_every
     carve = cfg.carve and bool((target_alpha < 0.99).any())
-    bg = torch.tensor(cfg.background, dtype=torch.float32)
+    bg = torch.tensor(cfg.background, dtype=torch.float32, device=images.device)
     losses: list[float] = []
     stopped_early = False
     step = 0
@@ -232,10 +237,10 @@ def _initial_params(images: Tensor, cameras: Cameras, cfg: FitConfig, radius: fl
 def _view_batches(num_views: int, batch: int, gen: torch.Generator):
     """Endless batches of ``batch`` view indices from shuffled passes over the views (reshuffled when fewer than
     ``batch`` views are left in a pass)."""
-    order, cursor = torch.randperm(num_views, generator=gen), 0
+    order, cursor = torch.randperm(num_views, generator=gen, device=gen.device), 0
     while True:
         if cursor + batch > num_views:
-            order, cursor = torch.randperm(num_views, generator=gen), 0
+            order, cursor = torch.randperm(num_views, generator=gen, device=gen.device), 0
         ids = order[cursor:cursor + min(batch, num_views)].tolist()
         cursor += len(ids)
         yield ids
@@ -295,7 +300,7 @@ class _Optimisation:
         opac = self.params["opacities"].detach()
         if len(opac) <= limit:
             return
-        mask = torch.zeros(len(opac), dtype=torch.bool)
+        mask = torch.zeros(len(opac), dtype=torch.bool, device=opac.device)
         mask[torch.topk(opac, len(opac) - limit, largest=False).indices] = True
         self._remove(mask)
 

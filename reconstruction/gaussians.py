@@ -47,6 +47,10 @@ class Gaussians:
     def detach(self) -> "Gaussians":
         return Gaussians(*(getattr(self, f.name).detach().clone() for f in fields(self)[:6]), self.sh_degree)
 
+    def to(self, device) -> "Gaussians":
+        """The Gaussians on ``device`` (tensors already there are not copied); exports write from ``.to("cpu")``."""
+        return Gaussians(*(getattr(self, f.name).to(device) for f in fields(self)[:6]), self.sh_degree)
+
     def state_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -59,12 +63,14 @@ class Gaussians:
 @torch.no_grad()
 def render(gaussians: Gaussians, cameras: Cameras, background=(1.0, 1.0, 1.0), backend: str = "auto",
            batch: int = 4) -> tuple[Tensor, Tensor]:
-    """Render every camera. Returns rgb [V,3,H,W] and alpha [V,1,H,W] in [0,1]."""
+    """Render every camera where the Gaussians are (the cameras are moved there). Returns rgb [V,3,H,W] and
+    alpha [V,1,H,W] in [0,1] on that device."""
     g = gaussians
+    cameras = cameras.to(g.means.device)
     rgbs, alphas = [], []
     for s in range(0, len(cameras), batch):
         cams = cameras[list(range(s, min(s + batch, len(cameras))))]
-        bg = torch.tensor(background, dtype=torch.float32).expand(len(cams), 3)
+        bg = torch.tensor(background, dtype=torch.float32, device=g.means.device).expand(len(cams), 3)
         rgb, alpha, _ = rasterization(g.means, g.quats, torch.exp(g.scales), torch.sigmoid(g.opacities), g.colors,
                                       cams.viewmats, cams.K, cams.width, cams.height, sh_degree=g.sh_degree,
                                       backgrounds=bg, backend=backend)

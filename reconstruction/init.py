@@ -34,11 +34,13 @@ def visual_hull_points(images: Tensor, cameras: Cameras, n_points: int, radius: 
     """Points on the surface of the visual hull and their colours.
 
     Args: images [V,4,H,W] RGBA in [0,1]; radius: half-size of the cube carved (objects inside the unit sphere).
-    Returns: points [P,3], rgb [P,3] (P <= n_points; empty if the masks carve everything away).
+    Returns: points [P,3], rgb [P,3] on the images' device (P <= n_points; empty if the masks carve everything
+    away). The random picks are drawn on the CPU (the same points on every device) and moved there.
     """
     g = torch.Generator().manual_seed(seed)
+    device = images.device
     step = 2 * radius / resolution
-    axis = -radius + step * (torch.arange(resolution, dtype=torch.float32) + 0.5)
+    axis = -radius + step * (torch.arange(resolution, dtype=torch.float32, device=device) + 0.5)
     centres = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
     uv, z = project_points(centres, cameras)
     H, W = images.shape[-2:]
@@ -49,12 +51,13 @@ def visual_hull_points(images: Tensor, cameras: Cameras, n_points: int, radius: 
     padded = torch.nn.functional.pad(occ[None, None].float(), (1, 1, 1, 1, 1, 1))
     all_full = -torch.nn.functional.max_pool3d(-padded, 3, stride=1)[0, 0] > 0.5  # all 27 neighbours occupied
     surface = (occ & ~all_full).reshape(-1)
-    idx = torch.nonzero(surface).flatten()
+    idx = torch.nonzero(surface).flatten().cpu()
     if idx.numel() == 0:
-        return torch.zeros(0, 3), torch.zeros(0, 3)
-    pick = idx[torch.randint(idx.numel(), (n_points,), generator=g)] if idx.numel() < n_points else \
-        idx[torch.randperm(idx.numel(), generator=g)[:n_points]]
-    points = centres[pick] + (torch.rand(pick.numel(), 3, generator=g) - 0.5) * step
+        return images.new_zeros(0, 3), images.new_zeros(0, 3)
+    pick = idx[torch.randint(idx.numel(), (n_points,), generator=g, device=g.device)] if idx.numel() < n_points \
+        else idx[torch.randperm(idx.numel(), generator=g, device=g.device)[:n_points]]
+    jitter = torch.rand(pick.numel(), 3, generator=g, device=g.device).to(device)
+    points = centres[pick.to(device)] + (jitter - 0.5) * step
     uvp, zp = project_points(points, cameras)
     seen = ((uvp[..., 0] >= 0) & (uvp[..., 0] < W) & (uvp[..., 1] >= 0) & (uvp[..., 1] < H) & (zp > 0)).float()
     rgb = _sample_views(images[:, :3], uvp)  # (V, P, 3)
@@ -76,38 +79,40 @@ def outside_hull(points: Tensor, masks: Tensor, cameras: Cameras, dilate_px: int
 
 
 def random_sphere_points(n_points: int, radius: float = 1.0, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Uniform points in a ball and random colours: points [n,3], rgb [n,3]."""
+    """Uniform points in a ball and random colours: points [n,3], rgb [n,3] (on the CPU, where they are drawn)."""
     g = torch.Generator().manual_seed(seed)
-    d = torch.nn.functional.normalize(torch.randn(n_points, 3, generator=g), dim=-1)
-    r = radius * torch.rand(n_points, 1, generator=g) ** (1 / 3)
-    return d * r, torch.rand(n_points, 3, generator=g)
+    d = torch.nn.functional.normalize(torch.randn(n_points, 3, generator=g, device=g.device), dim=-1)
+    r = radius * torch.rand(n_points, 1, generator=g, device=g.device) ** (1 / 3)
+    return d * r, torch.rand(n_points, 3, generator=g, device=g.device)
 
 
 def nearest_neighbour_scale(points: Tensor, k: int = 3) -> Tensor:
-    """[P] mean distance to the k nearest other points (the 3DGS initial scale)."""
+    """[P] mean distance to the k nearest other points (the 3DGS initial scale), on the points' device (the
+    k-d tree runs on a CPU copy)."""
     from scipy.spatial import cKDTree
 
-    pts = points.double().numpy()
+    pts = points.detach().double().cpu().numpy()
     k = min(k, len(pts) - 1)
     if k < 1:
-        return torch.full((len(pts),), 0.01)
+        return torch.full((len(pts),), 0.01, device=points.device)
     dist, _ = cKDTree(pts).query(pts, k=k + 1)
-    return torch.from_numpy(np.asarray(dist[:, 1:]).mean(axis=1)).float().clamp(min=1e-4)
+    return torch.from_numpy(np.asarray(dist[:, 1:]).mean(axis=1)).float().clamp(min=1e-4).to(points.device)
 
 
 def gaussians_from_points(points: Tensor, rgb: Tensor, sh_degree: int, opacity: float = 0.1,
                           scale_factor: float = 1.0) -> Gaussians:
-    """Isotropic Gaussians at ``points`` with the given colours (SH degree-0 term), identity rotation."""
-    n = points.shape[0]
+    """Isotropic Gaussians at ``points`` with the given colours (SH degree-0 term), identity rotation; on the
+    points' device."""
+    n, device = points.shape[0], points.device
     scale = nearest_neighbour_scale(points) * scale_factor
     sh0 = ((rgb.clamp(0, 1) - 0.5) / SH_C0)[:, None, :]
     return Gaussians(
         means=points.clone().float(),
-        quats=torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1),
+        quats=torch.tensor([1.0, 0.0, 0.0, 0.0], device=device).repeat(n, 1),
         scales=torch.log(scale)[:, None].repeat(1, 3),
-        opacities=torch.full((n,), math.log(opacity / (1 - opacity))),
+        opacities=torch.full((n,), math.log(opacity / (1 - opacity)), device=device),
         sh0=sh0.float(),
-        shN=torch.zeros(n, (sh_degree + 1) ** 2 - 1, 3),
+        shN=torch.zeros(n, (sh_degree + 1) ** 2 - 1, 3, device=device),
         sh_degree=sh_degree,
     )
 
@@ -115,7 +120,7 @@ def gaussians_from_points(points: Tensor, rgb: Tensor, sh_degree: int, opacity: 
 def initial_gaussians(kind: str, images: Tensor, cameras: Cameras, n_points: int, sh_degree: int,
                       radius: float = 1.0, seed: int = 0) -> Gaussians:
     """``kind`` "hull" (falls back to "random" when the views have no transparent pixels or the masks leave no
-    hull) or "random"."""
+    hull) or "random"; on the images' device."""
     if kind not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {kind!r}")
     if kind == "hull" and bool((images[:, 3] < 0.99).any()):  # views without transparency carve nothing
@@ -123,4 +128,4 @@ def initial_gaussians(kind: str, images: Tensor, cameras: Cameras, n_points: int
         if points.shape[0] >= 16:
             return gaussians_from_points(points, rgb, sh_degree)
     points, rgb = random_sphere_points(n_points, radius, seed)
-    return gaussians_from_points(points, rgb, sh_degree)
+    return gaussians_from_points(points.to(images.device), rgb.to(images.device), sh_degree)

@@ -68,9 +68,11 @@ def score(pred: Tensor, target: Tensor, with_lpips: bool = True) -> dict:
 
 
 def error_heatmap(pred: Tensor, target: Tensor, vmax: float = 0.5) -> np.ndarray:
-    """uint8 [H, 3W, 3] strip: target | prediction | per-pixel mean absolute error (inferno, 0..vmax)."""
+    """uint8 [H, 3W, 3] strip: target | prediction | per-pixel mean absolute error (inferno, 0..vmax); from CPU
+    copies of [3,H,W] images on any device."""
     from matplotlib import colormaps
 
+    pred, target = pred.detach().cpu(), target.detach().cpu()
     err = (pred - target).abs().mean(dim=0).clamp(0, vmax) / vmax  # (H, W)
     heat = colormaps["inferno"](err.numpy())[..., :3]
     strip = np.concatenate([target.permute(1, 2, 0).numpy(), pred.permute(1, 2, 0).numpy(), heat], axis=1)

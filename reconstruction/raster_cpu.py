@@ -18,8 +18,9 @@ threads ever write the same memory and results are deterministic.
 
 Only the 2D stage lives here; projection, covariance and SH stay in torch so autograd carries the gradients
 of ``means2d``, ``conics``, ``colors`` and ``opacities`` back to means, quats, scales and SH coefficients.
-Kernels are compiled on first use and cached on disk (``cache=True``, in ``__pycache__`` or ``NUMBA_CACHE_DIR``);
-a fresh clone compiles once (~50 s on the busy 2-core dev machine), later processes load the cache (~2 s).
+Kernels are compiled on first use and cached on disk (``cache=True``, in ``NUMBA_CACHE_DIR``: a user cache folder,
+see ``reconstruction/__init__.py``); a fresh install compiles once (~50 s on the busy 2-core dev machine, announced
+on stderr by ``reconstruction.jit``), later processes load the cache (~2 s).
 """
 
 from __future__ import annotations
@@ -325,13 +326,19 @@ class RasterizeCPU(torch.autograd.Function):
     def backward(ctx, v_image, v_alpha):
         arrays, offsets, ids, T, n_used, width, height, tile_size, tiles_x, tiles_y = ctx.state
         N = arrays[0].shape[1]
-        grads = _backward(*arrays, offsets, ids, T, n_used, _np(v_image), _np(v_alpha[..., 0]),
-                          width, height, tile_size, tiles_x, tiles_y)
-        v_xy, v_conic, v_color, v_opacity = _reduce(offsets, ids, tiles_x * tiles_y, N, *grads)
+        from reconstruction.jit import first_call
+
+        with first_call("raster_cpu_backward", "the CPU splatting kernels' backward pass", __file__, "_backward"):
+            grads = _backward(*arrays, offsets, ids, T, n_used, _np(v_image), _np(v_alpha[..., 0]),
+                              width, height, tile_size, tiles_x, tiles_y)
+            v_xy, v_conic, v_color, v_opacity = _reduce(offsets, ids, tiles_x * tiles_y, N, *grads)
         out = [torch.from_numpy(v).to(ctx.device) for v in (v_xy, v_conic, v_color, v_opacity)]
         return (*out, None, None, None, None, None)
 
 
 def rasterize_to_pixels(means2d, conics, colors, opacities, radii, depths, width, height, tile_size=16):
     """Composite projected Gaussians. Shapes as ``RasterizeCPU``; returns (image [I,H,W,D], alpha [I,H,W,1])."""
-    return RasterizeCPU.apply(means2d, conics, colors, opacities, radii, depths, width, height, tile_size)
+    from reconstruction.jit import first_call
+
+    with first_call("raster_cpu", "the CPU splatting kernels", __file__, "_forward"):
+        return RasterizeCPU.apply(means2d, conics, colors, opacities, radii, depths, width, height, tile_size)

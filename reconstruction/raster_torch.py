@@ -46,9 +46,9 @@ def rasterize_to_pixels(means2d, conics, colors, opacities, radii, depths, width
     """
     I, N, D = colors.shape
     band_rows = height if band_rows is None else band_rows
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
-                            torch.arange(width, dtype=torch.float32) + 0.5, indexing="ij")
-    pix = torch.stack([xs, ys], dim=-1).reshape(-1, 2).to(means2d.device)  # (H*W, 2), row-major
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=means2d.device) + 0.5,
+                            torch.arange(width, dtype=torch.float32, device=means2d.device) + 0.5, indexing="ij")
+    pix = torch.stack([xs, ys], dim=-1).reshape(-1, 2)  # (H*W, 2), row-major
     images, alphas = [], []
     for i in range(I):
         visible = torch.nonzero((radii[i] > 0).all(dim=-1)).flatten()

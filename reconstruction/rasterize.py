@@ -23,13 +23,18 @@ RENDER_MODES = ("RGB", "RGB+D", "RGB+ED")
 
 
 def choose_backend(backend: str = "auto", device: torch.device | str = "cpu") -> str:
-    """Resolve ``auto``: gsplat's CUDA kernels on a CUDA device, else the compiled ``cpu`` kernel."""
+    """The backend for tensors on ``device``: ``auto`` is gsplat's CUDA kernels on a CUDA device, else the
+    compiled ``cpu`` kernel. ``gsplat`` needs CUDA tensors; ``cpu`` and ``torch`` take tensors on any device
+    (``cpu`` composites a CPU copy and returns to the device)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         return "gsplat" if torch.device(device).type == "cuda" else "cpu"
     if backend == "gsplat" and not torch.cuda.is_available():
         raise ValueError("backend 'gsplat' needs a CUDA GPU; use 'cpu' (or 'auto') on this machine")
+    if backend == "gsplat" and torch.device(device).type != "cuda":
+        raise ValueError(f"backend 'gsplat' needs CUDA tensors, these are on {torch.device(device)}; run on the "
+                         f"GPU (--device cuda / device: cuda) or use backend 'auto'")
     return backend
 
 
@@ -155,7 +160,8 @@ def rasterization(
     """
     N = means.shape[0]
     C = viewmats.shape[0]
-    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode)
+    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode,
+                  backgrounds)
     backend = choose_backend(backend, means.device)
     if backend == "gsplat":
         import gsplat
@@ -198,7 +204,8 @@ def rasterization(
     return image, alpha, info
 
 
-def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode):
+def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode,
+                  backgrounds=None):
     N = means.shape[0] if means.dim() == 2 else -1
     if means.dim() != 2 or means.shape[1] != 3:
         raise ValueError(f"means must be [N,3], got {list(means.shape)}")
@@ -212,6 +219,10 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, 
         raise ValueError(f"Ks must be [{C},3,3], got {list(Ks.shape)}")
     if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
         raise ValueError(f"width/height must be positive integers, got {width!r}x{height!r}")
+    for name, t in (("quats", quats), ("scales", scales), ("opacities", opacities), ("colors", colors),
+                    ("viewmats", viewmats), ("Ks", Ks), ("backgrounds", backgrounds)):
+        if t is not None and t.device != means.device:
+            raise ValueError(f"{name} is on {t.device} but means on {means.device}: all inputs on one device")
     if render_mode not in RENDER_MODES:
         raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
     if sh_degree is not None:

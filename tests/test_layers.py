@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("mvgen", "reconstruction", "ui")
-LEAVES = {"mvgen.cameras", "mvgen.metrics", "mvgen.fileio", "mvgen.checks", "mvgen.limits"}
+LEAVES = {"mvgen.cameras", "mvgen.metrics", "mvgen.fileio", "mvgen.checks", "mvgen.limits", "mvgen.device"}
 NO_PIPELINE_IN_UI = ("torch", "diffusers", "transformers", "gsplat")
 
 

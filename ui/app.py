@@ -2,8 +2,8 @@
 "Evaluate your own views" (a zip of posed views -> the same report).
 
 ``build_app()`` constructs the Blocks without launching; ``launch_app()`` serves it with the queue limits and
-only the app's own folder (``AppContext.root``) allowed. Every session writes under ``root/sessions/<id>/``;
-Gradio keeps its uploads and copies of outputs in ``root/gradio/`` (``GRADIO_TEMP_DIR``).
+private sessions (``ui.access``). Every session writes under ``root/sessions/<owner>/<session>/``, served in place
+to its owner only; Gradio keeps its uploads in ``root/gradio/`` (``GRADIO_TEMP_DIR``), served to their uploader only.
 """
 
 import atexit
@@ -19,6 +19,7 @@ from mvgen.data.captions import example_captions
 from mvgen.generate import default_model_path
 from mvgen.limits import ELEVATION, GUIDANCE
 from mvgen.settings import AppConfig
+from ui.access import SessionAccess, SessionGuard
 from ui.handlers import REPORT_KEYS, Handlers, explain_missing_inputs
 from ui.sessions import SessionFolders
 
@@ -36,11 +37,12 @@ reconstruction and consistency report as for generated views."""
 
 @dataclass
 class AppContext:
-    """What ``launch_app`` needs besides the Blocks: the config, the app folder and the handlers."""
+    """What ``launch_app`` needs besides the Blocks: the config, the app folder, the handlers and who owns what."""
 
     cfg: AppConfig
     root: Path
     handlers: Handlers
+    access: SessionAccess
 
 
 def _report_components(prefix: str) -> dict:
@@ -76,7 +78,8 @@ def build_app(model_path=None, config: AppConfig | None = None, workdir=None, pr
     cfg = config or AppConfig.from_yaml()
     root = _app_folder(workdir)
     folders = SessionFolders(root, cfg.session_max_age_minutes * 60, cfg.runs_per_session)
-    h = Handlers(cfg, model_path or default_model_path(), folders)
+    access = SessionAccess(folders, root / "gradio")
+    h = Handlers(cfg, model_path or default_model_path(), folders, access)
     problem = h.model_status()
     max_age = int(cfg.session_max_age_minutes * 60)
     with gr.Blocks(title="mvgen — text to 3D", delete_cache=(max(60, max_age // 4), max_age)) as demo:
@@ -92,7 +95,7 @@ def build_app(model_path=None, config: AppConfig | None = None, workdir=None, pr
             demo.load(h.preload, None, None, queue=False, api_visibility="private")
     demo.queue(max_size=cfg.max_queue, default_concurrency_limit=cfg.concurrency_limit)
     explain_missing_inputs(demo)
-    demo.mvgen = AppContext(cfg, root, h)
+    demo.mvgen = AppContext(cfg, root, h, access)
     return demo
 
 
@@ -190,11 +193,38 @@ def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: di
 # white here, like the mesh viewer's clear colour and the views' background.
 VIEWER_CSS = "#gen-splat canvas, #eval-splat canvas { background: #ffffff !important; }"
 
+# A session's files are served only with its cookie (ui.access); the splat viewer (gsplat.js) fetches its file with
+# credentials "omit". Same-origin fetches send the cookie; the server's rule stays as it is.
+SAME_ORIGIN_FETCH_JS = """<script>
+(() => {
+  const fetch0 = window.fetch.bind(window);
+  window.fetch = (input, init) => {
+    if (init && init.credentials === "omit") {
+      const url = new URL(typeof input === "string" ? input : (input.url ?? String(input)), location.href);
+      if (url.origin === location.origin) init = {...init, credentials: "same-origin"};
+    }
+    return fetch0(input, init);
+  };
+})();
+</script>"""
+
 
 def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, **kwargs):
-    """Serve ``demo`` (from ``build_app``): only the session folders are allowed (Gradio itself serves its own
-    folder ``root/gradio``, nothing else), uploads capped at the config's size.
-    Extra keyword arguments go to ``gr.Blocks.launch`` (e.g. ``prevent_thread_lock=True`` in tests)."""
+    """Serve ``demo`` (from ``build_app``) with private sessions: ``ui.access.SessionGuard`` in front of Gradio's
+    routes serves a session's files to its owner only; outputs are static paths (served in place, never copied into
+    Gradio's cache), so a deleted session folder is unreachable at once. No Node proxy, static file workers or MCP
+    server (each would serve files past the guard), whatever the environment says. Uploads capped at the config's
+    size. Extra keyword arguments go to ``gr.Blocks.launch`` (e.g. ``prevent_thread_lock=True`` in tests)."""
+    from starlette.middleware import Middleware
+
     ctx: AppContext = demo.mvgen
-    return demo.launch(server_name=host, server_port=port, allowed_paths=[str(ctx.root / "sessions")], css=VIEWER_CSS,
-                       max_file_size=int(ctx.cfg.max_upload_mb * 2**20), show_error=False, **kwargs)
+    sessions = str(ctx.root / "sessions")
+    gr.set_static_paths([sessions])  # outputs are not copied: their only copy is in the session's folder
+    app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(SessionGuard, access=ctx.access)]
+    kwargs.update(ssr_mode=False, num_workers=0, mcp_server=False,
+                  head=SAME_ORIGIN_FETCH_JS + (kwargs.get("head") or ""))
+    # allowed_paths: Gradio checks a video's source folder before probing it (the guard decides who is served)
+    return demo.launch(server_name=host, server_port=port, allowed_paths=[sessions], css=VIEWER_CSS,
+                       max_file_size=int(ctx.cfg.max_upload_mb * 2**20), show_error=False, app_kwargs=app_kwargs,
+                       **kwargs)

@@ -18,7 +18,8 @@ import gradio as gr
 
 from mvgen.job import RunResult, load_model, model_problem, run_prompt, run_views
 from mvgen.settings import AppConfig, check_prompt, check_recon_steps, check_run_settings
-from ui.sessions import SessionFolders
+from ui.access import SessionAccess
+from ui.sessions import LOCAL, SessionFolders
 
 # Keys of the dicts returned by generate() / evaluate_zip(), in the order app.py wires its outputs.
 REPORT_KEYS = ("gallery", "splat", "mesh", "video", "summary", "table", "plot", "heatmaps", "files")
@@ -72,10 +73,12 @@ def upload_path(upload) -> Path | None:
 class Handlers:
     """State shared by all sessions: the config, the (lazily loaded) pipeline and the session folders."""
 
-    def __init__(self, cfg: AppConfig, model_path: str | Path, folders: SessionFolders):
+    def __init__(self, cfg: AppConfig, model_path: str | Path, folders: SessionFolders,
+                 access: SessionAccess | None = None):
         self.cfg = cfg
         self.model_path = Path(model_path)
         self.folders = folders
+        self.access = access or SessionAccess(folders)  # who owns which session and upload (ui.access)
         self._pipe = None
         self._lock = threading.Lock()
         self._preloading = False
@@ -93,7 +96,7 @@ class Handlers:
                 if problem:
                     raise user_error(self.public(problem), "generate")  # shown to every request: one log line
                 try:
-                    self._pipe, _ = load_model(self.model_path)
+                    self._pipe, _ = load_model(self.model_path, self.cfg.device)
                 except (ValueError, OSError) as e:
                     raise gr.Error(self.public(f"cannot load the model {self.model_path.name}: {e}")) from None
             return self._pipe
@@ -134,11 +137,12 @@ class Handlers:
                 self.cfg.fit_config(settings["recon_steps"])  # a broken preset fails before generating
         except ValueError as e:
             raise user_error(self.public(str(e), request), "generate") from None
+        owner = self._owner(request, "generate")
         pipe = self.pipeline()
         warn = vocabulary_warning(prompt, self.model_path)
         if warn:
             gr.Warning(warn)
-        out = self.folders.new_run(_session(request), "generate")
+        out = self._new_run(request, owner, "generate")
         try:
             result = run_prompt(pipe, prompt, out, self.cfg, settings, self.model_path, bool(stop_after_views),
                                 sink=progress)
@@ -155,13 +159,15 @@ class Handlers:
         if zip_path is None:
             raise user_error("upload: choose a .zip with transforms.json and its images first", "evaluate")
         cfg = self.cfg
+        owner = self._owner(request, "evaluate")
         run = None
         try:
             steps = check_recon_steps(cfg, recon_steps)
             cfg.fit_config(steps)
-            if not zip_path.is_file():
+            # an HTTP client may name only its own upload (not another's, nor a file of any session folder)
+            if not zip_path.is_file() or (owner != LOCAL and not self.access.owns_upload(owner, zip_path)):
                 raise ValueError(f"upload: file {zip_path.name} not found; upload it again")
-            run = self.folders.new_run(_session(request), "evaluate")  # run/upload/ (the views), run/report/
+            run = self._new_run(request, owner, "evaluate")  # run/upload/ (the views), run/report/
             run.mkdir()
             progress(0.0, "unpacking the zip")
             folder = unpack_views(zip_path, run / "upload", **cfg.upload_limits())
@@ -178,15 +184,36 @@ class Handlers:
         model by its folder name, and no session id."""
         from ui.uploads import relative_message
 
+        owner = self.access.request_owner(request) or LOCAL
         roots = [run / "upload", run] if run is not None else []
-        roots += [self.folders.session_dir(_session(request)), self.folders.root, self.model_path.parent]
+        roots += [self.folders.session_dir(_session(request), owner), self.folders.root, self.model_path.parent]
         message = relative_message(message, *roots)
-        session = _session(request)  # Gradio's ids are long random tokens; a short one would match ordinary words
-        return message.replace(session, "(session)") if session and len(session) >= 8 else message
+        for private in (_session(request), owner):  # long random tokens; a short one would match ordinary words
+            if private and len(private) >= 8:
+                message = message.replace(private, "(session)")
+        return message
+
+    def _owner(self, request, action: str) -> str:
+        """The request's owner (``ui.access``): its browser's or client's cookie, ``LOCAL`` for direct calls."""
+        owner = self.access.request_owner(request)
+        if owner is None:  # cannot happen behind ui.access.SessionGuard, which gives every request a cookie
+            raise user_error("session: this page has no valid session; reload the page", action)
+        return owner
+
+    def _new_run(self, request, owner: str, kind: str) -> Path:
+        self.access.sweep()
+        if owner != LOCAL and not self.access.claim(_session(request) or "", owner):
+            raise user_error("session: this session belongs to another client; reload the page", kind)
+        return self.folders.new_run(_session(request), kind, owner)
 
     def end_session(self, request=None) -> None:
-        """Delete the session's folders (called when its tab closes)."""
-        self.folders.end(_session(request))
+        """Delete the session's folders (called when its tab closes); its uploads become unreachable when it was
+        its browser's last tab."""
+        owner = self.access.request_owner(request)
+        if owner is None:
+            return
+        self.folders.end(_session(request), owner)
+        self.access.end(_session(request), owner)
 
     # ------------------------------------------------------------------------------------------- report
     def _report(self, result: RunResult) -> dict:

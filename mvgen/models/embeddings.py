@@ -20,12 +20,13 @@ def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
     """[L, dim] sin-cos table of float ``positions`` [L] (first half sin, second half cos; MAE/DiT layout)."""
     if dim % 2:
         raise ValueError(f"sin-cos embedding needs an even dimension, got {dim}")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0))  # (dim/2,)
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64, device=positions.device) / (dim / 2.0))
     angles = positions.double()[:, None] * omega[None]  # (L, dim/2)
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
 
 
-def sincos_pos_embed(dim: int, grid: tuple[int, int], base_grid: tuple[int, int], views: int | None = None) -> torch.Tensor:
+def sincos_pos_embed(dim: int, grid: tuple[int, int], base_grid: tuple[int, int], views: int | None = None,
+                     device=None) -> torch.Tensor:
     """Absolute sin-cos positional table.
 
     2D (``views`` None): [h, w, dim], half of the channels encode the row, half the column.
@@ -33,10 +34,11 @@ def sincos_pos_embed(dim: int, grid: tuple[int, int], base_grid: tuple[int, int]
     the rest split between row and column.
     Row/column coordinates are rescaled so that a grid of ``base_grid`` tokens (the training resolution) uses
     integer positions 0..base-1 and other resolutions interpolate the same range (PixArt's interpolation scale).
+    Computed in float64 on ``device`` (None: torch's default device).
     """
     h, w = grid
-    ys = torch.arange(h, dtype=torch.float64) * (base_grid[0] / h)
-    xs = torch.arange(w, dtype=torch.float64) * (base_grid[1] / w)
+    ys = torch.arange(h, dtype=torch.float64, device=device) * (base_grid[0] / h)
+    xs = torch.arange(w, dtype=torch.float64, device=device) * (base_grid[1] / w)
     if views is None:
         if dim % 4:
             raise ValueError(f"2D sin-cos position embedding needs hidden size divisible by 4, got {dim}")
@@ -48,7 +50,7 @@ def sincos_pos_embed(dim: int, grid: tuple[int, int], base_grid: tuple[int, int]
     d_f = dim // 4
     d_y = 2 * ((dim - d_f) // 4)
     d_x = dim - d_f - d_y
-    fs = torch.arange(views, dtype=torch.float64)
+    fs = torch.arange(views, dtype=torch.float64, device=device)
     emb_f = sincos_1d(d_f, fs)[:, None, None, :].expand(views, h, w, d_f)
     emb_y = sincos_1d(d_y, ys)[None, :, None, :].expand(views, h, w, d_y)
     emb_x = sincos_1d(d_x, xs)[None, None, :, :].expand(views, h, w, d_x)

@@ -289,7 +289,7 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         """[h, w, D] (2d) or [V, h, w, D] (3d) sin-cos table for the token grid."""
         base = self.config.sample_size // self.config.patch_size
         views = None if self.config.pos_embed == "2d" else grid[0]
-        return sincos_pos_embed(self.inner_dim, grid[1:], (base, base), views).to(device=device, dtype=dtype)
+        return sincos_pos_embed(self.inner_dim, grid[1:], (base, base), views, device=device).to(dtype=dtype)
 
     def _to_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """[B, V, h, w, D] -> [B, N, D]: window-major for ``proxy``, (v, y, x) order otherwise."""

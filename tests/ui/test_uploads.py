@@ -115,7 +115,8 @@ def test_session_folders_trim_sweep_and_end(tmp_path):
         runs.append(r)
         time.sleep(0.01)
     assert [r.exists() for r in runs] == [False, True, True]  # a new run removed the oldest beyond 2
-    assert f.session_dir("../../x").parent == f.sessions  # ids that are not plain tokens are hashed
+    assert f.session_dir("../../x").parent == f.sessions / "local"  # ids that are not plain tokens are hashed
+    assert f.session_dir("abc", "0f" * 16) == f.sessions / ("0f" * 16) / "abc"  # another owner: another folder
     other = f.new_run("old", "generate")
     other.mkdir()
     past = time.time() - 3600

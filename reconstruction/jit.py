@@ -1,0 +1,62 @@
+"""The first call of a numba kernel compiles it (~50 s for the rasterizer on a busy 2-core CPU) or loads it from the
+disk cache (``NUMBA_CACHE_DIR``, set in ``reconstruction/__init__.py``; ~2 s). ``first_call`` wraps that call so a
+long one is not a silent pause: when it has not returned after ``NOTICE_AFTER`` seconds, one line goes to stderr
+(compiling, or loading from the cache when the cache already has the kernel's index), and the same line ends with
+the seconds it took.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+NOTICE_AFTER = 2.0  # seconds: a cache load is usually quicker, a compile always slower
+_done: set = set()  # names of the kernels whose first call in this process has returned
+_lock = threading.Lock()
+
+
+def cached(module_file: str, function: str) -> bool:
+    """Whether ``NUMBA_CACHE_DIR`` holds an index for ``function`` of the module at ``module_file`` (numba names
+    it ``<module>.<function>-<line>.py<ver>.nbi``; a stale one is recompiled, so this is a hint for the wording)."""
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    stem = Path(module_file).stem
+    return bool(root) and any(Path(root).rglob(f"{stem}.{function}-*.nbi"))
+
+
+@contextlib.contextmanager
+def first_call(name: str, what: str, module_file: str, function: str, stream=None):
+    """Around the call of a numba kernel: on the first call in this process that takes longer than
+    ``NOTICE_AFTER`` s, print "mvgen: compiling WHAT (first use, up to a minute; cached in DIR) ... done in N s"
+    as one line on ``stream`` (stderr). Later calls pass straight through."""
+    if name in _done:
+        yield
+        return
+    stream = stream or sys.stderr
+    loading = cached(module_file, function)
+    told = threading.Event()
+
+    def notice():
+        where = os.environ.get("NUMBA_CACHE_DIR", "numba's cache")
+        text = (f"mvgen: loading {what} from {where} ..." if loading else
+                f"mvgen: compiling {what} (first use, up to a minute; cached in {where}) ...")
+        with _lock:
+            told.set()
+            print(text, end="", file=stream, flush=True)
+
+    timer = threading.Timer(NOTICE_AFTER, notice)
+    timer.daemon = True
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()  # a notice already under way finishes its line first
+        with _lock:
+            if told.is_set():
+                print(f" done in {time.perf_counter() - t0:.0f} s", file=stream, flush=True)
+        _done.add(name)
