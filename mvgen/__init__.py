@@ -10,8 +10,8 @@ Its names are looked up on first use (PEP 562), so ``import mvgen`` imports noth
 __version__ = "0.1.0"
 
 # name -> the module that defines it, imported on first access (named as a string, like mvgen/cli.py's table)
-_API = {name: "mvgen.api" for name in ("load_generator", "reconstruct", "text_to_3d", "ViewGenerator",
-                                        "GeneratedViews")}
+_API = {name: "mvgen.api" for name in ("load_generator", "reconstruct", "text_to_3d", "evaluate_generator_views",
+                                        "ViewGenerator", "GeneratedViews")}
 _API.update(RunResult="mvgen.job", resolve_device="mvgen.device", DeviceError="mvgen.device")
 __all__ = sorted(_API)
 

@@ -4,6 +4,7 @@
     load_generator(model=None, device="auto") -> ViewGenerator    gen("a red mug") -> GeneratedViews
     reconstruct(views_or_folder, out, ...)     -> mvgen.job.RunResult   (`mvgen reconstruct`)
     text_to_3d(prompt, out, ...)               -> mvgen.job.RunResult   (`mvgen run`)
+    evaluate_generator_views(paths, out, rig=...) -> per-object and mean rows   (`mvgen evaluate views`)
 
 Defaults come from configs/app.yaml (``AppConfig``); ``device`` is ``mvgen.device``'s (auto = CUDA when available);
 bad input raises ``ValueError`` subclasses naming the field, as everywhere. Nothing heavy is imported until a
@@ -113,9 +114,14 @@ def reconstruct(views, out: str | os.PathLike, steps: int | None = None, seed: i
     views"). ``views``: a folder with transforms.json, or ``GeneratedViews`` (saved to a temporary folder first
     when they were not saved). ``steps``: fitting steps (default: the config's). ``progress(fraction, text)``.
     Returns ``mvgen.job.RunResult``."""
+    from mvgen.checks import check_seed
     from mvgen.job import run_views
+    from mvgen.settings import CLI_RANGES, check_recon_steps
 
     cfg = _config(config, device)
+    if steps is not None:  # named here: the fit's preset would say only "invalid literal for int()"
+        steps = check_recon_steps(cfg.with_overrides(**CLI_RANGES), steps)
+    seed = check_seed(seed)
     if isinstance(views, GeneratedViews) and views.folder is None:
         with tempfile.TemporaryDirectory(prefix="mvgen-views-") as tmp:
             return run_views(views.save(Path(tmp) / "views"), out, cfg, steps, seed, progress, overwrite)
@@ -142,6 +148,29 @@ def text_to_3d(prompt: str, out: str | os.PathLike, views: int | None = None, st
         ("recon_steps", recon_steps))))
     return run_prompt(gen.pipe, check_prompt(prompt), out, cfg, settings, gen.model_path, views_only, progress,
                       overwrite)
+
+
+def evaluate_generator_views(paths, out: str | os.PathLike, rig: str | None = None, grid: str | None = None,
+                             protocols=("heldout", "cross-render"), steps: int | None = None, seed: int = 0,
+                             mask: str = "auto", tolerance: float = 0.1, frame_step: int = 1, names=None,
+                             device: str | None = None, config: str | os.PathLike | None = None) -> dict:
+    """Multiview consistency of any generator's views (`mvgen evaluate views`): ``paths`` (one or a list, one per
+    model) each one object or a folder of objects (transforms.json folders, folders or zips of images, grid
+    images, videos); ``rig`` a preset or ``"orbit:views=8,elev=20,..."`` (``mvgen.rigs``; None: each object's
+    transforms.json). Writes ``out`` (resumed when it holds an earlier evaluation with these settings) and returns
+    the results: ``{"models": {name: {"objects": [rows], "mean": row}}, "settings": ..., "skipped": n}``."""
+    from mvgen.evaluate_views import EvalSettings, evaluate_models, parse_protocols
+
+    cfg = _config(config, device).with_overrides(asset_steps=0)
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    names = list(names) if names is not None else [Path(p).resolve().name for p in paths]
+    if len(names) != len(paths) or len(set(names)) != len(names):
+        raise ValueError(f"names: give {len(paths)} different names, got {names!r}")
+    protocols = parse_protocols(",".join(protocols) if not isinstance(protocols, str) else protocols)
+    settings = EvalSettings(rig=rig, grid=grid, frame_step=frame_step, mask=mask, tolerance=tolerance,
+                            protocols=protocols, steps=steps if steps is not None else cfg.recon_steps, seed=seed,
+                            max_side=cfg.max_image_size)
+    return evaluate_models([(n, Path(p)) for n, p in zip(names, paths)], out, settings, cfg, show_progress=False)
 
 
 def _config(config, device):

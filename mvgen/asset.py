@@ -48,12 +48,14 @@ def fit_asset(images, cameras, every: int, config, asset_steps: int, backend: st
     (0: none, the asset is the fit of all views); config: ``reconstruction.fit.FitConfig``; asset_steps: steps
     of the continuation on all views (0: none); progress(step, total, stats) over both phases.
     """
-    from reconstruction.fit import fit
-    from reconstruction.protocols import evaluate_holdout
+    from reconstruction.fit import fit, scheduled
+    from reconstruction.protocols import evaluate_holdout, holdout_split
 
     if not isinstance(asset_steps, int) or asset_steps < 0:
         raise ValueError(f"asset_steps must be a non-negative integer, got {asset_steps!r}")
     extra = asset_steps if every else 0
+    train, _ = holdout_split(images.shape[0], every)
+    config = scheduled(config, len(train), images.shape[2], images.shape[3])  # steps 0: from the fitted views
     total = config.steps + extra
 
     def first(step, _total, stats):

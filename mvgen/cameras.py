@@ -149,11 +149,14 @@ def orbit(
     width: int = 128,
     height: int | None = None,
     device=None,
+    azimuth_step: float | None = None,
 ) -> Cameras:
     """An orbit rig of ``num_views`` cameras evenly spaced in azimuth, all looking at the origin, built on
     ``device`` (None: torch's default device).
 
-    ``elevation`` is one angle for all views or one per view (degrees, in ``limits.CAMERA_ELEVATION``).
+    ``elevation`` is one angle for all views or one per view (degrees, in ``limits.CAMERA_ELEVATION``);
+    ``azimuth_step`` is the azimuth between consecutive views (default ``360 / num_views``: a full turn; negative:
+    clockwise seen from above).
     """
     height = width if height is None else height
     if not isinstance(num_views, int) or num_views < 1:
@@ -168,7 +171,10 @@ def orbit(
     lo, hi = CAMERA_ELEVATION.low, CAMERA_ELEVATION.high
     if not torch.isfinite(elev).all() or elev.min() < lo or elev.max() > hi:
         raise CameraError(f"elevation must be finite and within [{lo:g}, {hi:g}] degrees, got {elev.tolist()}")
-    az = azimuth_start + torch.arange(num_views, dtype=torch.float32, device=elev.device) * (360.0 / num_views)
+    step = 360.0 / num_views if azimuth_step is None else float(azimuth_step)
+    if not math.isfinite(step) or not math.isfinite(azimuth_start):
+        raise CameraError(f"azimuth start and step must be finite, got {azimuth_start} and {step}")
+    az = azimuth_start + torch.arange(num_views, dtype=torch.float32, device=elev.device) * step
     c2w = look_at(orbit_positions(az, elev, radius))
     K = intrinsics_from_fov(fov_deg, width, height, elev.device).expand(num_views, 3, 3).clone()
     return Cameras(c2w, K, width, height)
@@ -459,6 +465,16 @@ def _read_rgba(path: Path, size: tuple[int, int]) -> torch.Tensor:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # truncated or corrupt data
         raise CameraError(f"{path}: cannot read image ({getattr(e, 'strerror', None) or e})") from None
     return torch.from_numpy(rgba).permute(2, 0, 1)
+
+
+def read_rgba(path: str | os.PathLike, max_pixels: int | None = MAX_IMAGE_PIXELS,
+              max_side: int | None = None) -> torch.Tensor:
+    """[4,H,W] float RGBA in [0,1] of one PNG or JPEG: its header checked first (``image_header``: format, at most
+    ``max_pixels``), then decoded shrunk (area filter, ``_read_rgba``) so that its longer side is at most
+    ``max_side`` (None: full size). Alpha is 1 where the file has none."""
+    w, h, _ = image_header(path, max_pixels)
+    scale = 1.0 if max_side is None else max(1.0, max(w, h) / max_side)
+    return _read_rgba(Path(path), (max(1, round(w / scale)), max(1, round(h / scale))))
 
 
 def load_views(folder: str | os.PathLike, downscale: float = 1.0, max_pixels: int | None = MAX_IMAGE_PIXELS,

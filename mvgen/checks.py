@@ -33,8 +33,17 @@ def check_seed(seed, name: str = "seed") -> int:
 
 
 def short_repr(value, limit: int = 60) -> str:
-    """repr of a user value cut to ``limit`` characters (a 5000-digit number stays one readable line)."""
+    """repr of a user value cut to ``limit`` characters (a 5000-digit number stays one readable line). Containers
+    are written only to a few levels and items (``reprlib``): a YAML alias bomb (lists of lists of the same list,
+    9**9 items) is never expanded."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         return f"an integer of {value.bit_length()} bits"
-    text = repr(value)
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        import reprlib
+
+        r = reprlib.Repr()
+        r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset, r.maxstring, r.maxother = 3, 4, 4, 4, 4, 20, 20
+        text = r.repr(value)
+    else:
+        text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -20,7 +20,7 @@ COMMANDS = (
     "mvgen.train:register",  # train
     "mvgen.train:register_export",  # export-model
     "mvgen.generate:register",  # generate
-    "mvgen.evaluate:register",  # evaluate generation | asset | attributes | wording
+    "mvgen.evaluate:register",  # evaluate generation | asset | attributes | wording | views
     "mvgen.job_cli:register_reconstruct",  # reconstruct
     "mvgen.job_cli:register_run",  # run
     "ui.cli:register_app",  # app
@@ -30,9 +30,12 @@ BENCHES = (
     "mvgen.data.bench:register",  # dataset
     "mvgen.models.bench:register",  # model
     "mvgen.train_bench:register",  # train
+    "mvgen.scaling_bench:register",  # scaling (training samples/s with 1, 2, ... processes)
     "reconstruction.bench:register_raster",  # raster
     "mvgen.job_bench:register_fit",  # fit
+    "mvgen.job_bench:register_fit_real",  # fit-real (a posed scene folder, a list of step counts)
     "mvgen.job_bench:register_e2e",  # e2e
+    "mvgen.load_bench:register",  # load (concurrent clients against a served app)
     "mvgen.gpu_bench:register",  # gpu (scripts/gpu_check.sh)
 )
 
@@ -50,8 +53,16 @@ def set_wait_policy(command: str, user: str | None = _USER_WAIT_POLICY) -> None:
     os.environ["OMP_WAIT_POLICY"] = user or ("ACTIVE" if command in SPIN_COMMANDS else "PASSIVE")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's own errors (a bad int, a missing argument, a wrong choice) as one line, exit 2, like every other
+    bad input (design.md §7): the usage block is replaced by a pointer to --help. Sub-parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mvgen", description="Text prompt -> multiview images -> 3D Gaussian asset.")
+    parser = OneLineParser(prog="mvgen", description="Text prompt -> multiview images -> 3D Gaussian asset.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for target in COMMANDS:
         _load(target)(sub)

@@ -125,9 +125,11 @@ def register(sub) -> None:
     g.set_defaults(func=_run)
     from mvgen.evaluate_asset import add_parser
     from mvgen.evaluate_attributes import add_parsers
+    from mvgen.evaluate_views import add_parser as add_views_parser
 
     add_parser(what)
     add_parsers(what)
+    add_views_parser(what)
 
 
 def _run(args) -> int:

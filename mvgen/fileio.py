@@ -125,11 +125,21 @@ def prepare_output_dir(out: str | os.PathLike, command: str, overwrite: bool = F
     return out
 
 
+def write_marker(folder: str | os.PathLike, command: str, files: list[str] | None = None, **extra) -> None:
+    """Write the marker of ``command`` into ``folder``: it lists ``files`` (default: every file there now) and
+    carries ``extra`` entries (e.g. a batch's settings). Written to a temporary name, then renamed."""
+    folder = Path(folder)
+    marker = {**extra, "command": command, "version": MARKER_VERSION,
+              "files": _list_files(folder) if files is None else list(files)}
+    atomic_write_text(folder / MARKER, json.dumps(marker, indent=1))
+
+
 @contextlib.contextmanager
 def build_output_dir(out: str | os.PathLike, command: str, overwrite: bool = False, *, flag: str = "--out",
-                     accept: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+                     accept: Callable[[Path], bool] | None = None, marker: dict | None = None) -> Iterator[Path]:
     """Yield a new temporary folder next to ``out``; when the block succeeds, write the marker of ``command`` into
-    it and rename it over ``out``; when it fails, remove it (``out`` is untouched).
+    it (with ``marker``'s extra entries) and rename it over ``out``; when it fails, remove it (``out`` is
+    untouched).
 
     ``out`` is checked as in :func:`prepare_output_dir` on entry and again just before the rename, so a folder
     that became foreign meanwhile is not replaced either (unless ``overwrite``).
@@ -138,8 +148,7 @@ def build_output_dir(out: str | os.PathLike, command: str, overwrite: bool = Fal
     tmp = _new_temp_dir(out)
     try:
         yield tmp
-        marker = {"command": command, "version": MARKER_VERSION, "files": _list_files(tmp)}
-        (tmp / MARKER).write_text(json.dumps(marker, indent=1))
+        write_marker(tmp, command, **(marker or {}))
         if not overwrite:
             _check_replaceable(out, command, f"{flag} {out}", accept)
         _replace_dir(tmp, out)

@@ -183,18 +183,27 @@ def _run(args) -> int:
     from mvgen.cameras import read_transforms
     from mvgen.fileio import prepare_output_dir
 
-    from mvgen.settings import AppConfig, steer_settings
+    from mvgen import limits
+    from mvgen.checks import check_seed
+    from mvgen.settings import AppConfig, check_prompt, steer_settings
 
+    # every argument is checked before the model loads (the pipeline would check some only after loading)
+    prompt = check_prompt(args.prompt)
+    VIEWS.check_int("views", args.views)
+    limits.CAMERA_ELEVATION.check_number("elevation", args.elevation, "a number of degrees")
+    limits.STEPS.check_int("steps", args.steps)
+    limits.GUIDANCE.check_number("guidance", args.guidance)
+    check_seed(args.seed)
     cfg = AppConfig.from_yaml(device=args.device)
     steer = steer_settings(args.steer, cfg.steer)  # refuse a bad mode before the model loads
     fit_config = cfg.fit_config(seed=args.seed) if steer.mode != "off" else None
     out = prepare_output_dir(args.out, "generate", args.overwrite)  # refuse before the model loads
     cameras = read_transforms(args.cameras)[0] if args.cameras else None
     pipe, path = load_pipeline(args.model, cfg.device)
-    warn = vocabulary_warning(args.prompt, path)
+    warn = vocabulary_warning(prompt, path)
     if warn:
         print(f"warning: {warn}", file=sys.stderr)
-    m = generate_to_folder(pipe, args.prompt, out, views=args.views, elevation=args.elevation,
+    m = generate_to_folder(pipe, prompt, out, views=args.views, elevation=args.elevation,
                            steps=args.steps, guidance=args.guidance, seed=args.seed, cameras=cameras,
                            model_path=path, overwrite=args.overwrite, steer=steer, fit_config=fit_config,
                            backend=cfg.backend, autocast=cfg.autocast())

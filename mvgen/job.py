@@ -184,8 +184,12 @@ def fit_stage(views: Views, cfg: AppConfig, fit_config, progress: StageProgress)
     from mvgen.device import resolve_device
     from reconstruction.protocols import holdout_split, parse_holdout
 
+    from reconstruction.fit import scheduled
+
     every = parse_holdout(cfg.holdout)
-    holdout_split(len(views.posed.cameras), every)  # fail before fitting when the split is impossible
+    train, _ = holdout_split(len(views.posed.cameras), every)  # fail before fitting when the split is impossible
+    cams = views.posed.cameras
+    fit_config = scheduled(fit_config, len(train), cams.height, cams.width)  # steps 0: from the fitted views
 
     def on_fit(step, total, stats):
         phase = "fitting Gaussians" if step <= fit_config.steps else "fitting the asset on all views"
@@ -230,7 +234,7 @@ def report_stage(asset, views: Views, exports: Exports, out: Path, fit_config, p
     m["view_files"] = [views.posed.files[i].name for i in m["views"]]
     m["view_angles"] = [list(views.angles[i]) for i in m["views"]]
     m["files"] = {k: Path(v).name for k, v in {**files, **exports.files}.items()}
-    m["config"] = fit_config.to_dict()
+    m["config"] = asset.report.fit.config.to_dict()  # as run: steps fixed for the scene (``scheduled``)
     m["stage_seconds"] = {"fit": round(m["fit_seconds"] + asset.asset_seconds, 2),
                           "evaluate": round(m["seconds"] - m["fit_seconds"], 2),
                           "export": round(exports.seconds + time.perf_counter() - t0, 2)}

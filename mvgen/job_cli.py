@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -79,27 +77,27 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
 
     try:
         lines = Path(path).read_text().splitlines()
-    except (FileNotFoundError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
         raise ValueError(f"--prompts {path}: cannot read ({e})") from None
+    except OSError as e:  # missing, a folder, unreadable: name the flag and the file
+        raise ValueError(f"--prompts {path}: cannot read ({e.strerror or e})") from None
     prompts = [check_prompt(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not prompts:
         raise ValueError(f"--prompts {path}: no prompts in the file")
     return prompts
 
 
-def slug(prompt: str, limit: int = 40) -> str:
-    """Folder-name form of a prompt: "a red mug" -> "a_red_mug"."""
-    return re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:limit] or "prompt"
-
-
 def run_prompts(args) -> int:
-    """`mvgen run "prompt" --out DIR` or `mvgen run --prompts FILE --out DIR` (one sub-folder per prompt)."""
+    """`mvgen run "prompt" --out DIR`, or `mvgen run --prompts FILE --out DIR` (one sub-folder per prompt; sharded
+    across processes under `accelerate launch` and resumable: ``mvgen.batch``)."""
     import torch
 
+    from mvgen.batch import Processes, batch_key, run_batch
     from mvgen.device import resolve_device
-    from mvgen.fileio import build_output_dir, prepare_output_dir
+    from mvgen.fileio import prepare_output_dir
     from mvgen.generate import default_model_path, vocabulary_warning
     from mvgen.job import load_model, model_problem, run_prompt, summary_line
+    from mvgen.pipeline import model_hash
     from mvgen.settings import CLI_RANGES, DEFAULT_CONFIG, AppConfig, check_prompt, check_run_settings
 
     if (args.prompt is None) == (args.prompts is None):
@@ -113,68 +111,48 @@ def run_prompts(args) -> int:
     device = resolve_device(cfg.device)  # a missing GPU is one line naming --device, before anything loads
     if not args.views_only or settings["steer"].mode != "off":
         cfg.fit_config(settings["recon_steps"])  # a broken preset fails before the model loads
-    out = prepare_output_dir(args.out, "run", args.overwrite)  # refuse before the model loads
     model_path = Path(args.model) if args.model else default_model_path()
+
+    if args.prompts is not None:
+        def check():
+            problem = model_problem(model_path)
+            if problem:
+                raise ValueError(problem)
+
+        def load(procs):
+            here = torch.device("cuda", procs.local) if device.type == "cuda" and procs.world > 1 else device
+            torch.manual_seed(settings["seed"])
+            return load_model(model_path, here)
+
+        def run_one(pipe, path, prompt, folder, sink):
+            return run_prompt(pipe, prompt, folder, cfg, settings, path, args.views_only, sink,
+                              overwrite=args.overwrite)
+
+        key = batch_key(settings, cfg, model_hash(model_path) if not model_problem(model_path) else None,
+                        args.views_only)
+        return run_batch(prompts, args.out, args.overwrite, load, run_one, key, progress_bar, check,
+                         cpu=device.type == "cpu")
+
+    if Processes().world > 1:
+        raise ValueError("one prompt runs in one process; shard a batch across processes with --prompts FILE")
+    out = prepare_output_dir(args.out, "run", args.overwrite)  # refuse before the model loads
     problem = model_problem(model_path)
     if problem:
         raise ValueError(problem)
     pipe, model_path = load_model(model_path, device)
     torch.manual_seed(settings["seed"])
-
-    single = args.prompt is not None
-    rows, failed = [], 0
-    with contextlib.ExitStack() as stack:  # a batch is built in one temp folder, renamed over --out at the end
-        tmp_batch = None if single else stack.enter_context(build_output_dir(out, "run", args.overwrite))
-        for n, prompt in enumerate(prompts):
-            warn = vocabulary_warning(prompt, model_path)
-            if warn:
-                print(f"warning: {warn}", file=sys.stderr)
-            target = out if single else tmp_batch / f"{n:03d}_{slug(prompt)}"
-            with progress_bar(prompt) as sink:
-                try:
-                    result = run_prompt(pipe, prompt, target, cfg, settings, model_path, args.views_only, sink,
-                                        overwrite=args.overwrite)
-                except ValueError as e:
-                    if single:
-                        raise
-                    failed += 1
-                    rows.append({"prompt": prompt, "error": str(e)})
-                    continue
-            rows.append(_summary_row(prompt, result, out if single else out / target.name))
-            for w in result.warnings:
-                print(f"warning: {w}", file=sys.stderr)
-            if single:
-                print(summary_line(result))
-                print(f"wrote {out}: {', '.join(sorted(p.name for p in result.files.values()))}")
-        if not single:
-            (tmp_batch / "summary.json").write_text(json.dumps(rows, indent=2))
-    if not single:
-        print(summary_table(rows))
-        print(f"wrote {out} ({len(prompts) - failed}/{len(prompts)} prompts, summary.json)")
-    return 1 if failed else 0
-
-
-def _summary_row(prompt: str, result, folder: Path) -> dict:
-    m = result.metrics or {}
-    return {"prompt": prompt, "folder": str(folder), "views": len(result.views), "psnr": m.get("psnr"),
-            "ssim": m.get("ssim"), "lpips": m.get("lpips"), "lpips_impl": m.get("lpips_impl"),
-            "gaussians": m.get("n_gaussians"), "seconds": result.seconds}
-
-
-def summary_table(rows: list[dict]) -> str:
-    """Markdown table of a batch: one row per prompt (errors included)."""
-    fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
-    impls = sorted({r["lpips_impl"] for r in rows if r.get("lpips_impl")})
-    lines = [f"| prompt | views | PSNR dB | SSIM | LPIPS{' (' + ', '.join(impls) + ')' if impls else ''} "
-             f"| Gaussians | seconds | folder |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['prompt']} | error: {r['error']} | | | | | | |")
-            continue
-        lines.append(f"| {r['prompt']} | {r['views']} | {fmt(r['psnr'], '.2f')} | {fmt(r['ssim'], '.4f')} | "
-                     f"{fmt(r['lpips'], '.4f')} | {fmt(r['gaussians'], 'd')} | {r['seconds']['total']:.1f} | "
-                     f"{Path(r['folder']).name} |")
-    return "\n".join(lines)
+    prompt = prompts[0]
+    warn = vocabulary_warning(prompt, model_path)
+    if warn:
+        print(f"warning: {warn}", file=sys.stderr)
+    with progress_bar(prompt) as sink:
+        result = run_prompt(pipe, prompt, out, cfg, settings, model_path, args.views_only, sink,
+                            overwrite=args.overwrite)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(summary_line(result))
+    print(f"wrote {out}: {', '.join(sorted(p.name for p in result.files.values()))}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------- `mvgen reconstruct`
@@ -187,7 +165,8 @@ def register_reconstruct(subparsers) -> None:
                    help="output folder (created; replaced only if it is an earlier `mvgen reconstruct` output)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even if it is not an earlier output (only once this run has succeeded)")
-    p.add_argument("--steps", type=int, help="optimisation steps (default: from the config)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default: from the config: 0 = from the scene, "
+                                             "views x pixels)")
     p.add_argument("--holdout", default="every-2",
                    help="'every-K': fit without views K-1, 2K-1, ... and score them; 'none': fit all (default every-2)")
     p.add_argument("--asset-steps", type=int,
@@ -240,7 +219,7 @@ def reconstruct_folder(args) -> int:
         progress = StageProgress(sink, ["fit", "export", "report"])
         asset = fit_stage(views, cfg, fit_config, progress)
         exports = export_stage(asset, views, tmp, cfg, progress)
-        extra = {"cross_render": _cross_render(views, fit_config, cfg)} if args.cross_render else None
+        extra = {"cross_render": cross_render_stage(views, fit_config, cfg)} if args.cross_render else None
         report = report_stage(asset, views, exports, tmp, fit_config, progress, extra)
     m = report.metrics
     for w in exports.warnings:
@@ -266,7 +245,7 @@ def _fit_config(args):
     return FitConfig.from_dict({**config.to_dict(), **overrides})
 
 
-def _cross_render(views, fit_config, cfg) -> dict:
+def cross_render_stage(views, fit_config, cfg) -> dict:
     """The MVGBench-style cross-render protocol at 8 novel cameras between the views' azimuths, framed like them,
     on ``cfg.device``."""
     from mvgen.device import resolve_device

@@ -84,10 +84,33 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         kwargs.setdefault("use_safetensors", True)
         if "torch_dtype" not in kwargs:
             kwargs.setdefault("dtype", torch.float32)  # shipped weights may be stored in bf16
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        bar, verbosity = diffusers_logging.is_progress_bar_enabled(), diffusers_logging.get_verbosity()
+        text_bar = transformers_logging.is_progress_bar_enabled()
+        # a failed load is one line: no "Loading pipeline components" / text encoder "Loading weights" bars, no
+        # list of missing keys (checked below)
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+        diffusers_logging.set_verbosity_error()
         try:
-            return super().from_pretrained(str(folder), **kwargs)
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"model folder {folder}: cannot load ({type(e).__name__}: {e})") from None
+            pipe = super().from_pretrained(str(folder), **kwargs)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise ValueError(f"model folder {folder}: cannot load ({type(e).__name__}: {' '.join(str(e).split())})") \
+                from None
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
+            if bar:
+                diffusers_logging.enable_progress_bar()
+            if text_bar:
+                transformers_logging.enable_progress_bar()
+        for sub in ("transformer", "vae"):  # weights of other names load "successfully", leaving empty tensors
+            missing = sum(t.is_meta for t in getattr(pipe, sub).state_dict().values())
+            if missing:
+                raise ValueError(f"model folder {folder}: cannot load ({sub}/ weights do not match its config: "
+                                 f"{missing} tensors missing)")
+        return pipe
 
     # ------------------------------------------------------------------------------------------- helpers
     @property

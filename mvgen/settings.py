@@ -8,6 +8,7 @@ No gradio and no torch here: the CLI, the app and the tests import this cheaply.
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -85,8 +86,11 @@ class AppConfig:
             raise ValueError(f"asset_steps must be an integer in 0..{self.recon_steps_max}, got {self.asset_steps!r}")
         for name in ("concurrency_limit", "max_queue", "runs_per_session", "max_zip_files", "max_upload_views",
                      "video_frames", "video_width", "mesh_resolution"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, int) and v >= 1):  # YAML reads `yes` as True
+                raise ValueError(f"{name} must be a positive integer, got {short_repr(v)}")
+        if not isinstance(self.recon_config, str) or not self.recon_config.strip():
+            raise ValueError(f"recon_config must be the path of a FitConfig YAML, got {short_repr(self.recon_config)}")
         if self.max_image_size < limits.MIN_LPIPS_SIDE:
             raise ValueError(f"max_image_size must be >= {limits.MIN_LPIPS_SIDE} (LPIPS needs "
                              f"{limits.MIN_LPIPS_SIDE} px), got {self.max_image_size}")
@@ -109,8 +113,10 @@ class AppConfig:
             raise ValueError(f"app config {path}: file not found") from None
         except OSError as e:  # a folder, no permission, a failing disk: name the file (e.strerror drops it)
             raise ValueError(f"app config {path}: cannot read ({e.strerror or e})") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ValueError(f"app config {path}: not valid YAML ({e})") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:  # YAML's messages span lines: one line here
+            raise ValueError(f"app config {path}: not valid YAML ({' '.join(str(e).split())})") from None
+        except (ValueError, RecursionError) as e:  # an integer of > 4300 digits; nesting too deep
+            raise ValueError(f"app config {path}: not valid YAML ({' '.join(str(e).split())[:120]})") from None
         if not isinstance(data, dict):
             raise ValueError(f"app config {path}: expected a mapping of fields")
         data.update({k: v for k, v in overrides.items() if v is not None})
@@ -208,6 +214,9 @@ def check_prompt(prompt) -> str:
     prompt = " ".join(prompt.split())
     if not prompt:
         raise ValueError("prompt is empty; describe an object, e.g. 'a red mug'")
+    control = next((c for c in prompt if unicodedata.category(c) == "Cc"), None)  # NUL, ESC, BEL, DEL, ...
+    if control is not None:
+        raise ValueError(f"prompt contains a control character (U+{ord(control):04X}); use plain text")
     if len(prompt) > limits.PROMPT_CHARS:
         raise ValueError(f"prompt is {len(prompt)} characters; the limit is {limits.PROMPT_CHARS}")
     return prompt

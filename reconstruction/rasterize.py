@@ -171,10 +171,18 @@ def rasterization(
                                     near_plane=near_plane, far_plane=far_plane, eps2d=eps2d,
                                     radius_clip=radius_clip, tile_size=tile_size, packed=False)
 
-    radii, means2d, depths, conics = project_gaussians(means, quats, scales, opacities, viewmats, Ks, width,
-                                                        height, eps2d, near_plane, far_plane, radius_clip)
+    if backend == "cpu" and not (viewmats.requires_grad or Ks.requires_grad):
+        from reconstruction.project_cpu import project_and_shade  # one compiled pass (values equal the torch path)
+
+        radii, means2d, depths, conics, sh_colors = project_and_shade(
+            means, quats, scales, opacities, viewmats, Ks, width, height, colors if sh_degree is not None else None,
+            sh_degree, eps2d, near_plane, far_plane, radius_clip)
+    else:
+        radii, means2d, depths, conics = project_gaussians(means, quats, scales, opacities, viewmats, Ks, width,
+                                                            height, eps2d, near_plane, far_plane, radius_clip)
+        sh_colors = sh_to_colors(means, colors, sh_degree, viewmats) if sh_degree is not None else None
     if sh_degree is not None:
-        colors = sh_to_colors(means, colors, sh_degree, viewmats)  # (C, N, 3)
+        colors = sh_colors  # (C, N, 3)
     elif colors.dim() == 2:
         colors = colors[None].expand(C, N, colors.shape[-1])
     if render_mode in ("RGB+D", "RGB+ED"):

@@ -24,8 +24,9 @@ def test_every_command_and_bench_is_in_the_table_without_entry_points(monkeypatc
     monkeypatch.setattr(importlib.metadata, "entry_points", no_entry_points)
     commands = _choices(build_parser(), "command")
     assert set(commands) == EXPECTED and len(COMMANDS) == len(EXPECTED) - 1
-    assert set(_choices(commands["bench"], "bench")) == {"dataset", "model", "train", "raster", "fit", "e2e", "gpu"}
-    assert len(BENCHES) == 7
+    assert set(_choices(commands["bench"], "bench")) == {"dataset", "model", "train", "scaling", "raster", "fit",
+                                                         "fit-real", "e2e", "load", "gpu"}
+    assert len(BENCHES) == 10
 
 
 def test_building_the_parser_imports_no_heavy_package():

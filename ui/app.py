@@ -1,5 +1,6 @@
 """The Gradio app: "Text to 3D" (prompt -> views -> Gaussian splat, mesh, orbit video, consistency report) and
-"Evaluate your own views" (a zip of posed views -> the same report).
+"Evaluate your own views" (a zip of posed views, or any generator's grid image, video or zip of images with a
+camera rig -> the same report) and "Compare two generators" (two uploads side by side).
 
 ``build_app()`` constructs the Blocks without launching; ``launch_app()`` serves it with the queue limits and
 private sessions (``ui.access``). Every session writes under ``root/sessions/<owner>/<session>/``, served in place
@@ -20,7 +21,7 @@ from mvgen.generate import default_model_path
 from mvgen.limits import ELEVATION, GUIDANCE
 from mvgen.settings import AppConfig
 from ui.access import SessionAccess, SessionGuard
-from ui.handlers import REPORT_KEYS, Handlers, explain_missing_inputs
+from ui.handlers import COMPARE_KEYS, REPORT_KEYS, TRANSFORMS_RIG, VIEWS_KEYS, Handlers, explain_missing_inputs
 from ui.sessions import SessionFolders
 
 INTRO = """# mvgen — text to 3D
@@ -28,11 +29,19 @@ Type what you want, get consistent views of it from every side, a 3D Gaussian sp
 and a measure of how consistent the views were: the 3D model is fitted on the even views and asked to reproduce
 the odd ones it never saw (PSNR / SSIM / LPIPS per held-out view; higher PSNR and SSIM, lower LPIPS are better)."""
 
-EVALUATE_HELP = """Upload a **.zip** of one object's posed views: `transforms.json` (NeRF / nerfstudio convention:
-`camera_angle_x` or `fl_x`/`fl_y`, `frames[].file_path`, `frames[].transform_matrix` camera-to-world, OpenGL axes)
-and its images (RGBA PNG preferred; the alpha channel is the object mask). `mvgen generate` folders, our
-dataset folders and NeRF-synthetic scenes (`transforms_train.json`) work as they are. You get the same
-reconstruction and consistency report as for generated views."""
+EVALUATE_HELP = """Upload one object's views and get the same reconstruction and consistency report as for
+generated views. Either a **.zip** of posed views with rig *transforms.json*: `transforms.json` (NeRF / nerfstudio
+convention: `camera_angle_x` or `fl_x`/`fl_y`, `frames[].file_path`, `frames[].transform_matrix` camera-to-world,
+OpenGL axes) and its images (RGBA PNG preferred; the alpha channel is the object mask) — `mvgen generate` folders,
+our dataset folders and NeRF-synthetic scenes work as they are. Or any generator's output with a **rig**: one
+**grid image** (e.g. Zero123++'s 3x2), a **video** of an orbit (e.g. SV3D's 21 frames) or a **.zip of images** in
+view order; pick a preset or type an orbit such as `orbit:views=8,elev=20,fov=40` (fields: views, elev — one value
+or several joined by `/` —, start, step or span, fov, radius). Views without alpha get a mask from the background
+colour of the image borders (the tolerance is how far from it a pixel may be and still count as background)."""
+
+COMPARE_HELP = """Two generators' views of the same object side by side: each upload as in "Evaluate your own views"
+(a zip of posed views, or a grid image / video / zip of images with a rig), both fitted and scored the same way
+(held-out protocol: fit the even views, score the odd ones)."""
 
 
 @dataclass
@@ -90,7 +99,9 @@ def build_app(model_path=None, config: AppConfig | None = None, workdir=None, pr
                 gen = _generate_tab(cfg)
             with gr.Tab("Evaluate your own views", id="evaluate"):
                 ev = _evaluate_tab(cfg)
-        _wire_events(demo, h, cfg, gen, ev)
+            with gr.Tab("Compare two generators", id="compare"):
+                cmp = _compare_tab(cfg)
+        _wire_events(demo, h, cfg, gen, ev, cmp)
         if preload and not problem:
             demo.load(h.preload, None, None, queue=False, api_visibility="private")
     demo.queue(max_size=cfg.max_queue, default_concurrency_limit=cfg.concurrency_limit)
@@ -142,16 +153,73 @@ def _generate_tab(cfg: AppConfig) -> dict:
     return c
 
 
+VIEW_FILE_TYPES = [".zip", ".png", ".jpg", ".jpeg", ".mp4", ".webm", ".mov", ".gif"]
+
+
+def _rig_inputs(prefix: str) -> dict:
+    """The rig (a preset, "transforms.json" or a typed orbit) and the grid of one upload."""
+    from mvgen.rigs import PRESETS
+
+    c = {"rig": gr.Dropdown([TRANSFORMS_RIG, *PRESETS, "orbit:views=8,elev=20,fov=40"], value=TRANSFORMS_RIG,
+                            allow_custom_value=True, label="Rig (a preset, or type orbit:views=N,elev=E,...)",
+                            elem_id=f"{prefix}-rig"),
+         "grid": gr.Textbox("", label="Grid of a grid image, ROWSxCOLS (empty: the preset's)", max_lines=1,
+                            elem_id=f"{prefix}-grid")}
+    return c
+
+
 def _evaluate_tab(cfg: AppConfig) -> dict:
-    """The "Evaluate your own views" tab: the upload, the reconstruction steps, the button and the report."""
+    """The "Evaluate your own views" tab: the upload, its rig, grid, video frame step and background tolerance,
+    the reconstruction steps, the button, the report and the masks."""
     c = {}
     gr.Markdown(EVALUATE_HELP)
     with gr.Row():
-        c["upload"] = gr.File(label="Posed views (.zip)", file_types=[".zip"], type="filepath", elem_id="upload")
+        c["upload"] = gr.File(label="Views: .zip, grid image or video", file_types=VIEW_FILE_TYPES, type="filepath",
+                              elem_id="upload")
         with gr.Column():
+            c.update(_rig_inputs("eval"))
+            with gr.Row():
+                c["frame_step"] = gr.Number(1, precision=0, minimum=1, label="Video: every k-th frame",
+                                            elem_id="eval-frame-step")
+                c["tolerance"] = gr.Number(0.1, minimum=0.01, maximum=0.45, label="Background tolerance (0-1)",
+                                           elem_id="eval-tolerance")
             c["recon_steps"] = gr.Slider(1, cfg.recon_steps_max, cfg.recon_steps, step=1, label="Reconstruction steps")
             c["run"] = gr.Button("Reconstruct and evaluate", variant="primary", elem_id="evaluate-button")
+            c["legacy"] = gr.Button("evaluate (zip of posed views)", visible=False)  # the /evaluate API endpoint
     c["report"] = _report_components("eval")
+    c["report"]["masks"] = gr.Image(label="Masks (white: object) — from the alpha channel or the background",
+                                    type="filepath", interactive=False, elem_id="eval-masks")
+    return c
+
+
+def _compare_tab(cfg: AppConfig) -> dict:
+    """The "Compare two generators" tab: two uploads with their rigs, one button, the side-by-side table and plot,
+    each upload's heatmaps and masks."""
+    c = {}
+    gr.Markdown(COMPARE_HELP)
+    with gr.Row():
+        for side in ("a", "b"):
+            with gr.Column():
+                c[f"upload_{side}"] = gr.File(label=f"Views {side.upper()}: .zip, grid image or video",
+                                              file_types=VIEW_FILE_TYPES, type="filepath", elem_id=f"upload-{side}")
+                inputs = _rig_inputs(f"cmp-{side}")
+                c[f"rig_{side}"], c[f"grid_{side}"] = inputs["rig"], inputs["grid"]
+    c["recon_steps"] = gr.Slider(1, cfg.recon_steps_max, cfg.recon_steps, step=1, label="Reconstruction steps")
+    c["run"] = gr.Button("Evaluate both", variant="primary", elem_id="compare-button")
+    r = c["report"] = {}
+    r["summary"] = gr.Markdown(elem_id="cmp-summary")
+    with gr.Row():
+        r["table"] = gr.Dataframe(label="Side by side", interactive=False, elem_id="cmp-table")
+        r["plot"] = gr.BarPlot(x="upload", y="PSNR dB", title="Held-out PSNR", height=260, y_lim=[0, None],
+                               elem_id="cmp-plot")
+    with gr.Row():
+        r["heatmaps_a"] = gr.Image(label="A: target | render | error", type="filepath", interactive=False,
+                                   elem_id="cmp-heatmaps-a")
+        r["heatmaps_b"] = gr.Image(label="B: target | render | error", type="filepath", interactive=False,
+                                   elem_id="cmp-heatmaps-b")
+    with gr.Row():
+        r["masks_a"] = gr.Image(label="A: masks", type="filepath", interactive=False, elem_id="cmp-masks-a")
+        r["masks_b"] = gr.Image(label="B: masks", type="filepath", interactive=False, elem_id="cmp-masks-b")
     return c
 
 
@@ -159,7 +227,7 @@ GENERATE_INPUTS = ("prompt", "views", "elevation", "seed", "steps", "guidance", 
                    "steer")
 
 
-def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: dict) -> None:
+def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: dict, cmp: dict) -> None:
     """The buttons' events. Generation and evaluation share one concurrency group: the CPU runs
     ``concurrency_limit`` of them at once. preprocess=False: the handlers get the raw values and name a bad one
     ("views must be a whole number, got 'eight'"); Gradio's own conversion would fail with a bare "Error" or a
@@ -175,6 +243,18 @@ def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: di
         out = h.evaluate_zip(upload, recon_steps, request=request, progress=progress)
         return [out[k] for k in REPORT_KEYS]
 
+    def on_evaluate_views(upload, rig, grid, frame_step, tolerance, recon_steps, request: gr.Request,
+                          progress=gr.Progress()):
+        out = h.evaluate_views(upload, rig, grid, frame_step, tolerance, recon_steps, request=request,
+                               progress=progress)
+        return [out[k] for k in VIEWS_KEYS]
+
+    def on_compare(upload_a, rig_a, grid_a, upload_b, rig_b, grid_b, recon_steps, request: gr.Request,
+                   progress=gr.Progress()):
+        out = h.compare_views(upload_a, rig_a, grid_a, upload_b, rig_b, grid_b, recon_steps, request=request,
+                              progress=progress)
+        return [out[k] for k in COMPARE_KEYS]
+
     def on_unload(request: gr.Request):
         h.end_session(request)
 
@@ -184,8 +264,14 @@ def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: di
     gen_outputs = [gen["report"][k] for k in REPORT_KEYS]
     gen["run"].click(on_generate, gen_inputs, gen_outputs, api_name="generate", **compute)
     gen["prompt"].submit(on_generate, gen_inputs, gen_outputs, api_visibility="private", **compute)
-    ev["run"].click(on_evaluate, [ev["upload"], ev["recon_steps"]], [ev["report"][k] for k in REPORT_KEYS],
-                    api_name="evaluate", **compute)
+    ev["legacy"].click(on_evaluate, [ev["upload"], ev["recon_steps"]], [ev["report"][k] for k in REPORT_KEYS],
+                       api_name="evaluate", **compute)
+    ev["run"].click(on_evaluate_views, [ev[k] for k in ("upload", "rig", "grid", "frame_step", "tolerance",
+                                                        "recon_steps")],
+                    [ev["report"][k] for k in VIEWS_KEYS], api_name="evaluate_views", **compute)
+    cmp["run"].click(on_compare, [cmp[k] for k in ("upload_a", "rig_a", "grid_a", "upload_b", "rig_b", "grid_b",
+                                                   "recon_steps")],
+                     [cmp["report"][k] for k in COMPARE_KEYS], api_name="compare_views", **compute)
     demo.unload(on_unload)
 
 

@@ -21,8 +21,12 @@ from mvgen.settings import AppConfig, check_prompt, check_recon_steps, check_run
 from ui.access import SessionAccess
 from ui.sessions import LOCAL, SessionFolders
 
-# Keys of the dicts returned by generate() / evaluate_zip(), in the order app.py wires its outputs.
+# Keys of the dicts returned by generate() / evaluate_zip(), in the order app.py wires its outputs; evaluate_views()
+# adds the masks sheet; compare_views() returns COMPARE_KEYS.
 REPORT_KEYS = ("gallery", "splat", "mesh", "video", "summary", "table", "plot", "heatmaps", "files")
+VIEWS_KEYS = REPORT_KEYS + ("masks",)
+COMPARE_KEYS = ("summary", "table", "plot", "heatmaps_a", "heatmaps_b", "masks_a", "masks_b")
+TRANSFORMS_RIG = "transforms.json"  # the rig choice "cameras from the zip's transforms.json"
 
 
 def _session(request) -> str | None:
@@ -55,7 +59,29 @@ def explain_missing_inputs(demo: gr.Blocks) -> None:
             raise user_error(f"{api}: expected {len(block_fn.inputs)} values ({', '.join(names)}), got "
                              f"{len(inputs)}", api) from None
 
-    demo.validate_inputs = validate_inputs
+    def validate_file_inputs(block_fn, inputs):
+        """A file input that is not a file reference (5, "path", {"path": ...} without Gradio's meta) is named
+        here; Gradio's own check (pydantic, before the handler) would show a bare "Error"."""
+        import pydantic
+
+        from mvgen.checks import short_repr
+
+        validate_inputs(block_fn, inputs)
+        for i, block in enumerate(block_fn.inputs):
+            model = getattr(block, "data_model", None)
+            if model is None or i >= len(inputs) or inputs[i] is None or getattr(block, "stateful", False) \
+                    or i in getattr(block_fn, "component_prop_inputs", ()):  # those send {"value": ...}
+                continue
+            try:
+                model.model_validate(inputs[i], context={"validate_meta": True})
+            except pydantic.ValidationError:
+                names = [n for n in inspect.signature(block_fn.fn).parameters if n not in ("request", "progress")]
+                api = block_fn.api_name or block_fn.name
+                name = names[i] if i < len(names) else f"{api} input {i}"
+                raise user_error(f"{name}: expected an uploaded file (gradio_client: handle_file(path)), got "
+                                 f"{short_repr(inputs[i])}", api) from None
+
+    demo.validate_inputs = validate_file_inputs
 
 
 def upload_path(upload) -> Path | None:
@@ -179,6 +205,106 @@ class Handlers:
                                          request, run), "evaluate") from None
         return self._report(result)
 
+    def evaluate_views(self, upload, rig, grid, frame_step, tolerance, recon_steps, request=None,
+                       progress=None) -> dict:
+        """Any generator's views -> the same report as ``evaluate_zip``, plus the masks sheet (``masks``): a zip of
+        posed views (rig "transforms.json"), or a zip of images, a grid image or a video with a rig (a preset of
+        ``mvgen.rigs`` or a typed orbit); ``grid`` "RxC" ("" : the preset's), every ``frame_step``-th frame of a
+        video, ``tolerance`` of the background mask."""
+        progress = progress or _no_progress
+        path = upload_path(upload)
+        if path is None:
+            raise user_error("upload: choose a .zip, a grid image or a video first", "evaluate")
+        owner = self._owner(request, "evaluate")
+        run = None
+        try:
+            steps, options = self._view_options(rig, grid, frame_step, tolerance, recon_steps)
+            self._check_upload(owner, path)
+            run = self._new_run(request, owner, "evaluate")  # run/upload/ (the views), run/report/
+            run.mkdir()
+            result, mask = self._evaluate_upload(path, run, steps, options, progress)
+        except ValueError as e:  # UploadError, ViewsError, RigError, CameraError, FitError ...
+            raise user_error(self.public(str(e), request, run), "evaluate") from None
+        except OSError as e:  # unreadable image, disk full
+            raise user_error(self.public(f"upload: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""),
+                                         request, run), "evaluate") from None
+        out = self._report(result)
+        out["summary"] = mask_line(mask) + "\n\n" + out["summary"]
+        masks = run / "upload" / "views" / "masks.png"
+        out["masks"] = str(masks) if masks.is_file() else None
+        return out
+
+    def compare_views(self, upload_a, rig_a, grid_a, upload_b, rig_b, grid_b, recon_steps, request=None,
+                      progress=None) -> dict:
+        """Two uploads (each as in ``evaluate_views``) side by side: ``table`` (metric x upload), ``plot`` (the same,
+        long form), ``summary``, and each one's ``heatmaps_a`` / ``heatmaps_b`` and ``masks_a`` / ``masks_b``."""
+        progress = progress or _no_progress
+        paths = [upload_path(upload_a), upload_path(upload_b)]
+        if None in paths:
+            raise user_error(f"upload {'A' if paths[0] is None else 'B'}: choose a .zip, a grid image or a video "
+                             f"first", "compare")
+        owner = self._owner(request, "compare")
+        run, results = None, []
+        try:
+            parsed = []
+            for label, rig, grid in (("A", rig_a, grid_a), ("B", rig_b, grid_b)):
+                try:
+                    parsed.append(self._view_options(rig, grid, 1, 0.1, recon_steps))
+                except ValueError as e:
+                    raise ValueError(f"upload {label}: {e}") from None
+            for path in paths:
+                self._check_upload(owner, path)
+            run = self._new_run(request, owner, "compare")
+            for label, path, (steps, options) in zip("ab", paths, parsed):
+                (run / label).mkdir(parents=True)
+                half = (lambda f, d, k=len(results): progress(0.5 * (k + f), d))  # noqa: E731
+                try:
+                    results.append(self._evaluate_upload(path, run / label, steps, options, half))
+                except ValueError as e:
+                    raise ValueError(f"upload {label.upper()}: {e}") from None
+        except ValueError as e:
+            raise user_error(self.public(str(e), request, run), "compare") from None
+        except OSError as e:
+            raise user_error(self.public(f"upload: {e.strerror or e}", request, run), "compare") from None
+        names = [f"A: {paths[0].name}", f"B: {paths[1].name}"]
+        return {"summary": compare_markdown(names, results), "table": compare_table(names, results),
+                "plot": compare_plot(names, results),
+                "heatmaps_a": str(results[0][0].files["heatmaps"]), "heatmaps_b": str(results[1][0].files["heatmaps"]),
+                "masks_a": _masks(run / "a"), "masks_b": _masks(run / "b")}
+
+    def _view_options(self, rig, grid, frame_step, tolerance, recon_steps) -> tuple[int, dict]:
+        """(reconstruction steps, ``ui.uploads.stage_views`` options) from the form's raw values; ValueError naming
+        the field."""
+        from mvgen.checks import check_int, check_number
+        from mvgen.rigs import parse_rig
+        from mvgen.views_input import parse_grid
+
+        steps = check_recon_steps(self.cfg, recon_steps)
+        self.cfg.fit_config(steps)
+        if rig is not None and not isinstance(rig, str):
+            raise ValueError(f"rig must be text, got {type(rig).__name__}")
+        rig = None if rig is None or rig.strip() in ("", TRANSFORMS_RIG) else rig.strip()
+        if rig is not None:
+            parse_rig(rig)
+        grid = None if grid is None or (isinstance(grid, str) and not grid.strip()) else grid
+        parse_grid(grid)
+        return steps, {"rig": rig, "grid": grid, "frame_step": check_int("frame_step", frame_step, 1, 1000),
+                       "tolerance": check_number("tolerance", tolerance, 0.01, 0.45)}
+
+    def _check_upload(self, owner: str, path: Path) -> None:
+        """An HTTP client may name only its own upload (not another's, nor a file of any session folder)."""
+        if not path.is_file() or (owner != LOCAL and not self.access.owns_upload(owner, path)):
+            raise ValueError(f"upload: file {path.name} not found; upload it again")
+
+    def _evaluate_upload(self, path: Path, run: Path, steps: int, options: dict, progress) -> tuple:
+        """(``RunResult``, mask report) of one upload staged into ``run``/upload and reported into ``run``/report."""
+        from ui.uploads import stage_views
+
+        progress(0.0, "reading the views")
+        folder, mask = stage_views(path, run / "upload", **options, **self.cfg.upload_limits(),
+                                   max_side=self.cfg.max_image_size)
+        return run_views(folder, run / "report", self.cfg, steps, seed=self.cfg.seed, sink=progress), mask
+
     def public(self, message: str, request=None, run: Path | None = None) -> str:
         """``message`` as a user may see it: paths relative to the run's upload / run folder / the app folder, the
         model by its folder name, and no session id."""
@@ -284,3 +410,52 @@ def summary_markdown(result: RunResult) -> str:
     lines += [f"⚠ {w}" for w in result.warnings]
     return "\n\n".join(lines)
 
+
+
+def mask_line(mask: dict | None) -> str:
+    """How the views got their alpha, for the report's headline."""
+    if mask is None or mask.get("mode") == "alpha":
+        return "**Masks**: the images' alpha channel."
+    if mask["mode"] == "none":
+        return "**Masks**: none (every pixel counts as object)."
+    colour = "#" + "".join(f"{c:02x}" for c in mask["background"])
+    return (f"**Masks**: from the background {colour} (estimated from the image borders), tolerance "
+            f"{mask['tolerance']:g}; {100 * mask['coverage']:.0f}% of the pixels are object (see the masks below).")
+
+
+def _masks(run: Path) -> str | None:
+    path = run / "upload" / "views" / "masks.png"
+    return str(path) if path.is_file() else None
+
+
+COMPARE_ROWS = (("held-out PSNR dB", "psnr", 2), ("held-out SSIM", "ssim", 4), ("held-out LPIPS", "lpips", 4))
+
+
+def compare_table(names: list, results: list):
+    """Metric rows x one column per upload (held-out PSNR / SSIM / LPIPS, views, Gaussians)."""
+    import pandas as pd
+
+    rows = []
+    for label, key, digits in COMPARE_ROWS:
+        rows.append({"metric": label, **{n: round(r.metrics[key], digits) if key in r.metrics else None
+                                         for n, (r, _) in zip(names, results)}})
+    rows.append({"metric": "views", **{n: len(r.views) for n, (r, _) in zip(names, results)}})
+    rows.append({"metric": "Gaussians", **{n: r.metrics["n_gaussians"] for n, (r, _) in zip(names, results)}})
+    return pd.DataFrame(rows)
+
+
+def compare_plot(names: list, results: list):
+    """Bar plot data: held-out PSNR of each upload."""
+    import pandas as pd
+
+    return pd.DataFrame({"upload": names, "PSNR dB": [round(r.metrics["psnr"], 2) for r, _ in results]})
+
+
+def compare_markdown(names: list, results: list) -> str:
+    lines = []
+    for n, (r, mask) in zip(names, results):
+        m = r.metrics
+        lp = f" · {lpips_label(m)} {m['lpips']:.4f}" if "lpips" in m else ""
+        lines.append(f"**{n}** — {m['protocol']}: PSNR {m['psnr']:.2f} dB · SSIM {m['ssim']:.4f}{lp} "
+                     f"({len(r.views)} views). {mask_line(mask)}")
+    return "\n\n".join(lines)

@@ -9,6 +9,10 @@ Then the views themselves, before anything is decoded (``unpack_views``): the ca
 ``max_views`` of them, and each image's header must show a PNG/JPEG of the stated size with at most
 ``max_image_pixels`` pixels, all together at most ``max_total_pixels`` (a 3 kB zip can hold 12000² flat PNGs).
 Every message names paths relative to the upload, never the server's folders.
+
+Any generator's views (``stage_views``): a zip of images, a grid image or a video with a rig, read by
+``mvgen.views_input`` under the same limits (file size, views, pixels per image) and written as a posed-views
+folder; a zip with transforms.json keeps the path above.
 """
 
 from __future__ import annotations
@@ -76,8 +80,8 @@ def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files:
             target = root.joinpath(*rel.parts)
             if root not in target.parents:  # belt and braces: never write outside dest
                 raise UploadError(f"upload: path '{info.filename}' leaves the folder")
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as dst:
                     while chunk := src.read(_CHUNK):
                         total += len(chunk)
@@ -86,6 +90,8 @@ def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files:
                         dst.write(chunk)
             except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as e:
                 raise UploadError(f"upload: '{info.filename}' is corrupt in the zip ({e})") from None
+            except OSError as e:  # a name too long for the file system, a full disk: refused, nothing kept
+                raise UploadError(f"upload: '{info.filename}' cannot be extracted ({e.strerror or e})") from None
             written.append(target)
     return written
 
@@ -120,7 +126,10 @@ def find_views_folder(root: str | os.PathLike) -> Path:
         fp = frame.get("file_path") if isinstance(frame, dict) else None
         if not isinstance(fp, str) or not fp:
             raise UploadError(f"upload: {path.name} frames[{i}].file_path must be a relative path")
-        target = (path.parent / fp).resolve()
+        try:
+            target = (path.parent / fp).resolve()
+        except (OSError, ValueError) as e:  # a NUL byte in the name ("embedded null byte" would name nothing)
+            raise UploadError(f"upload: {path.name} frames[{i}].file_path cannot be used ({e})") from None
         if root not in target.parents:
             raise UploadError(f"upload: {path.name} frames[{i}].file_path '{fp}' points outside the zip")
     return path.parent
@@ -175,3 +184,66 @@ def unpack_views(zip_path: str | os.PathLike, dest: str | os.PathLike, max_files
     except UploadError:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+
+
+# --------------------------------------------------------------------- any generator's views (grid, video, images)
+
+VIEW_FILE_SUFFIXES = (".zip", ".png", ".jpg", ".jpeg", ".mp4", ".webm", ".mov", ".gif")
+
+
+def zip_has_transforms(zip_path: str | os.PathLike) -> bool | None:
+    """Whether the zip names a transforms.json (or transforms_train.json) anywhere; None for an unreadable zip
+    (``unpack_views`` then says why)."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            return any(PurePosixPath(n.replace("\\", "/")).name in TRANSFORMS_NAMES for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
+def stage_views(upload: str | os.PathLike, dest: str | os.PathLike, rig: str | None, grid=None, frame_step: int = 1,
+                tolerance: float = 0.1, max_files: int = UPLOAD_FILES, max_bytes: int = int(UPLOAD_UNZIPPED_MB * 2**20),
+                max_zip_bytes: int = int(UPLOAD_ZIP_MB * 2**20), max_views: int | None = None,
+                max_image_pixels: int | None = None, max_total_pixels: int | None = None,
+                max_side: int | None = None) -> tuple[Path, dict | None]:
+    """An upload of any generator's views as a posed-views folder in ``dest``: (the folder, the mask report).
+
+    ``rig`` None: a zip of posed views as today (``unpack_views``). Else the upload is a zip of images, a grid
+    image (``grid`` "RxC", or the preset's) or a video (every ``frame_step``-th frame), read by
+    ``mvgen.views_input`` with this upload's limits (its size, the views, the pixels of each image, shrunk to
+    ``max_side``) and written with the rig's cameras (``mvgen.evaluate_views.posed_folder``). ``dest`` is removed
+    again when the upload is refused. Messages name the field and the upload's own file names only.
+    """
+    from mvgen.evaluate_views import posed_folder
+
+    upload, dest = Path(upload), Path(dest)
+    suffix = upload.suffix.lower()
+    if suffix not in VIEW_FILE_SUFFIXES:
+        raise UploadError(f"upload: {upload.name} is not a zip, image or video ({', '.join(VIEW_FILE_SUFFIXES)})")
+    if rig is None:
+        if suffix != ".zip" or zip_has_transforms(upload) is False:
+            raise UploadError(f"rig: {upload.name} has no transforms.json; choose a preset or type an orbit "
+                              f"(e.g. orbit:views=8,elev=20)")
+        limits = dict(max_files=max_files, max_bytes=max_bytes, max_zip_bytes=max_zip_bytes, max_views=max_views,
+                      max_image_pixels=max_image_pixels, max_total_pixels=max_total_pixels)
+        return unpack_views(upload, dest, **limits), None
+    if suffix == ".zip" and zip_has_transforms(upload):
+        raise UploadError(f"rig: {upload.name} holds a transforms.json; choose 'transforms.json' as the rig")
+    try:
+        size = upload.stat().st_size
+    except OSError as e:
+        raise UploadError(f"upload: cannot read {upload.name} ({e.strerror or e})") from None
+    if size > max_zip_bytes:
+        raise UploadError(f"upload: {upload.name} is {size / 2**20:.0f} MB; the limit is "
+                          f"{max_zip_bytes / 2**20:.0f} MB")
+    limits = {k: v for k, v in dict(max_views=max_views, max_side=max_side, max_pixels=max_image_pixels,
+                                     max_zip_files=max_files, max_zip_bytes=max_bytes).items() if v is not None}
+    try:
+        views = posed_folder(upload, dest / "views", rig, grid, frame_step, "auto", tolerance, **limits)
+    except ValueError as e:  # ViewsError, RigError, CameraError: the field is named
+        shutil.rmtree(dest, ignore_errors=True)
+        raise UploadError(relative_message(str(e), upload.parent, dest)) from None
+    if max_total_pixels is not None and views.images[0, 0].numel() * len(views.images) > max_total_pixels:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise UploadError(f"upload: the views add up to more than {max_total_pixels / 1e6:.1f} MP")
+    return dest / "views", views.mask

@@ -46,6 +46,11 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     return torch.matmul(scores.softmax(-1).to(v.dtype), v)
 
 
+def _fused_sdpa_device(x: torch.Tensor) -> bool:
+    """Whether ``attend`` sends short windows to ``F.scaled_dot_product_attention`` (every device but the CPU)."""
+    return x.device.type != "cpu"
+
+
 class Attention(nn.Module):
     """Multi-head attention via SDPA.
 
@@ -67,8 +72,16 @@ class Attention(nn.Module):
             self.to_qkv = nn.Linear(dim, 3 * inner)
         self.to_out = nn.Linear(inner, dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                window_tokens: int | None = None, project: bool = True) -> torch.Tensor:
+        """x [B, L, D] -> [B, L, D]. ``window_tokens`` P (self-attention only): x is window-major and each run of
+        P tokens attends only inside itself, ``mask`` then broadcastable to [B, L/P, heads, P, P] (one window
+        mask shared by every sample). ``project=False`` returns the heads before ``to_out`` ([B, L, heads*hd]),
+        for callers that fold ``to_out`` into a following linear."""
         B, L, _ = x.shape
+        if window_tokens is not None:
+            out = self._window_heads(x, window_tokens, mask)  # (B, L, H*hd)
+            return self.to_out(out) if project else out
         if self.is_cross:
             q = self.to_q(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)  # (B, H, L, hd)
             kv = self.to_kv(context).view(B, context.shape[1], 2, self.heads, self.head_dim)
@@ -79,7 +92,22 @@ class Attention(nn.Module):
         if q.dtype != v.dtype:  # bf16 autocast with a float32 context: SDPA needs one dtype
             k, v = k.to(q.dtype), v.to(q.dtype)
         out = attend(q, k, v, mask)  # (B, H, L, hd)
-        return self.to_out(out.transpose(1, 2).reshape(B, L, self.heads * self.head_dim))  # (B, L, D)
+        out = out.transpose(1, 2).reshape(B, L, self.heads * self.head_dim)  # (B, L, H*hd)
+        return self.to_out(out) if project else out  # (B, L, D)
+
+    def _window_heads(self, x: torch.Tensor, P: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """Self-attention inside windows of P consecutive tokens without re-laying x out: the qkv projection is
+        viewed as [B, nW, P, 3, H, hd] and attended with the windows as a batch axis. -> [B, L, H*hd]."""
+        B, L, _ = x.shape
+        nW, H, E = L // P, self.heads, self.head_dim
+        qkv = self.to_qkv(x).view(B, nW, P, 3, H, E)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, nW, H, P, hd) each
+        if _fused_sdpa_device(x):  # fused SDPA kernels take 4D inputs
+            q, k, v = (t.reshape(B * nW, H, P, E) for t in (q, k, v))
+            if mask is not None:
+                mask = mask.expand(B, nW, -1, P, P).reshape(B * nW, -1, P, P)
+        out = attend(q, k, v, mask)  # (B, nW, H, P, hd)
+        return out.view(B, nW, H, P, E).transpose(2, 3).reshape(B, L, H * E)
 
 
 # -------------------------------------------------------------------------------------------- windows
@@ -141,15 +169,19 @@ def shifted_window_mask(grid: Grid, window: Grid, device: torch.device | str = "
     """Swin-style mask for attention in windows of the grid rolled by ``-window_shift``: [nW, P, P] bool, True
     where two tokens of a window come from the same region (i.e. were neighbours before the cyclic roll).
     None when no axis is shifted (every window is 1 wide)."""
-    mask = _shifted_window_mask_cpu(tuple(grid), tuple(window))
+    return _shifted_window_mask_on(tuple(grid), tuple(window), str(torch.device(device)))
+
+
+@lru_cache(maxsize=32)
+def _shifted_window_mask_on(grid: Grid, window: Grid, device: str) -> torch.Tensor | None:
+    mask = _shifted_window_mask_cpu(grid, window)  # one copy per (grid, window, device), not one per forward
     return None if mask is None else mask.to(device)
 
 
-def window_attention(attn: Attention, x: torch.Tensor, window: Grid) -> torch.Tensor:
-    """Self-attention inside each window. x: [B, N, D] window-major -> [B, N, D]."""
-    B, N, D = x.shape
-    P = window[0] * window[1] * window[2]
-    return attn(x.reshape(B * (N // P), P, D)).view(B, N, D)
+def window_attention(attn: Attention, x: torch.Tensor, window: Grid, project: bool = True) -> torch.Tensor:
+    """Self-attention inside each window. x: [B, N, D] window-major -> [B, N, D] (``project=False``: the heads
+    before ``attn.to_out``, see ``Attention.forward``)."""
+    return attn(x, window_tokens=window[0] * window[1] * window[2], project=project)
 
 
 @lru_cache(maxsize=32)
@@ -166,23 +198,26 @@ def _shift_index_cpu(grid: Grid, window: Grid) -> tuple[torch.Tensor, torch.Tens
 def shift_index(grid: Grid, window: Grid, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(gather, scatter) [N] long: ``x[:, gather]`` turns window-major tokens into the window-major layout of the
     grid rolled by ``-window_shift`` (the shifted windows); ``y[:, scatter]`` undoes it."""
-    gather, scatter = _shift_index_cpu(tuple(grid), tuple(window))
+    return _shift_index_on(tuple(grid), tuple(window), str(torch.device(device)))
+
+
+@lru_cache(maxsize=32)
+def _shift_index_on(grid: Grid, window: Grid, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    gather, scatter = _shift_index_cpu(grid, window)
     return gather.to(device), scatter.to(device)
 
 
 def shifted_window_attention(attn: Attention, x: torch.Tensor, grid: Grid, window: Grid,
-                             mask: torch.Tensor | None) -> torch.Tensor:
+                             mask: torch.Tensor | None, project: bool = True) -> torch.Tensor:
     """Self-attention in windows shifted by half a window (Swin): roll the grid by -shift, attend inside windows
-    with the region ``mask`` [nW, P, P] (see ``shifted_window_mask``), roll back. The roll and the window
-    partition are one precomputed gather (``shift_index``).
-    x: [B, N, D] window-major -> [B, N, D] window-major."""
-    B, N, D = x.shape
-    P = window[0] * window[1] * window[2]
+    with the region ``mask`` [nW, P, P] (see ``shifted_window_mask``; broadcast over samples and heads, not
+    expanded), roll back. The roll and the window partition are one precomputed gather (``shift_index``).
+    x: [B, N, D] window-major -> [B, N, D] window-major (``project=False``: the heads before ``attn.to_out``;
+    the gather commutes with the per-token ``to_out``)."""
     gather, scatter = shift_index(grid, window, x.device)
-    xs = x.index_select(1, gather).view(B * (N // P), P, D)  # (B*nW, P, D) windows of the rolled grid
-    if mask is not None:
-        mask = mask[None].expand(B, -1, -1, -1).reshape(B * (N // P), 1, P, P)
-    out = attn(xs, mask=mask).view(B, N, D)
+    xs = x.index_select(1, gather)  # (B, N, D) window-major layout of the rolled grid
+    out = attn(xs, mask=None if mask is None else mask[:, None], window_tokens=window[0] * window[1] * window[2],
+               project=project)
     return out.index_select(1, scatter)  # (B, N, D) back to the unrolled window-major layout
 
 

@@ -14,12 +14,36 @@ table (PixArt-α). Text cross-attention has no norm and no gate (PixArt-α).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import (Attention, Grid, across_views_attention, per_view_attention, shifted_window_attention,
                         window_attention, window_means)
 from .mediator import MediatorAttention
 from .pswa import PseudoShiftedWindowAttention
+
+
+def composed_linear(outer: nn.Linear, inner: nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of ``outer(inner(x))`` as one linear map, from the two layers' parameters: W = Wo·Wi,
+    b = Wo·bi + bo, in ``dtype`` (x's: bf16 under autocast, as the two linears would run). Costs D³ per call
+    instead of a second N×D×D matmul; autograd gives both layers' exact gradients."""
+    w_out = outer.weight.to(dtype)
+    bias = (w_out * inner.bias.to(dtype)).sum(1) + outer.bias.to(dtype)  # not a gemv: bitwise reproducible
+    return w_out @ inner.weight.to(dtype), bias
+
+
+def gated_composed_linear(outer: nn.Linear, inner: nn.Linear, gate: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``outer(gate * inner(x))`` for x [B, N, Din], gate [B, 1, Dm] -> [B, N, Dout]. With at least as many
+    tokens per sample as ``inner`` has outputs, one batched matmul with per-sample weights Wo·diag(g_b)·Wi
+    (B·D³ to build them instead of a second B·N×D×D matmul), in x's dtype (bf16 under autocast, as the two
+    linears would run); otherwise the two linears."""
+    if x.shape[1] < inner.out_features:
+        return outer(gate * inner(x))
+    dt = x.dtype
+    wg = outer.weight.to(dt) * gate.to(dt)  # (B, Dout, Dm) = Wo·diag(g_b)
+    weight = wg @ inner.weight.to(dt)  # (B, Dout, Din)
+    bias = ((wg * inner.bias.to(dt)).sum(2) + outer.bias.to(dt))[:, None]  # (B, 1, Dout)
+    return torch.baddbmm(bias, x, weight.transpose(1, 2))  # (B, N, Dout)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -71,6 +95,12 @@ class PTDiTBlock(_BlockBase):
 
     x is in the window-major layout (see ``attention.py``).
 
+    Computed with less overhead than written (same operator, same parameters and state dict; equal to the plain
+    form, ``tests/models/proxy_reference.py``): ``attn_giim.to_out`` then ``proj_giim`` run as one linear with
+    the product weight (``composed_linear``), ``attn_shift.to_out``, the gate and ``proj_shift`` as one batched
+    matmul with per-sample weights (``gated_composed_linear``), windows attend in place with the shifted
+    windows' mask broadcast over samples.
+
     Across views: through GIIM only when windows never span views (pf = 1, the presets): proxies of every view
     self-attend and every token cross-attends to the proxies of every view. With pf > 1 the windows and the
     view-axis shift also join consecutive views.
@@ -97,15 +127,15 @@ class PTDiTBlock(_BlockBase):
 
         proxies = window_means(x, self.window)  # (B, M, D)
         proxies = proxies + self.attn_proxy(self.norm_proxy(proxies))  # (B, M, D)
-        giim = self.attn_giim(self.norm_giim_tokens(x), self.norm_giim_proxies(proxies))  # (B, N, D)
-        x = x + self.proj_giim(giim)  # (B, N, D)
+        giim = self.attn_giim(self.norm_giim_tokens(x), self.norm_giim_proxies(proxies), project=False)  # (B, N, D)
+        x = x + F.linear(giim, *composed_linear(self.proj_giim, self.attn_giim.to_out, giim.dtype))  # proj(to_out())
 
         h = modulate(self.norm1(x), shift_msa, scale_msa)
         x = x + gate_msa * window_attention(self.attn_window, h, self.window)  # (B, N, D)
 
         h = modulate(self.norm_shift(x), shift_sw, scale_sw)
-        h = shifted_window_attention(self.attn_shift, h, grid, self.window, shift_mask)  # (B, N, D)
-        x = x + self.proj_shift(gate_sw * h)
+        h = shifted_window_attention(self.attn_shift, h, grid, self.window, shift_mask, project=False)  # (B, N, D)
+        x = x + gated_composed_linear(self.proj_shift, self.attn_shift.to_out, gate_sw, h)  # proj(gate * to_out(h))
 
         return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
 

@@ -1,6 +1,7 @@
 """`accelerate launch --num_processes 2` on the CPU (gloo) runs the real trainer (issue 18): the same global batch
 split into per-process shards, one checkpoint writer, resumable, and the loss curve of one process."""
 
+import json
 import os
 import socket
 import subprocess
@@ -60,3 +61,28 @@ def test_two_processes_train_like_one_and_resume(tiny_data, tiny_vae, tmp_path):
     w2 = load_file(str(tmp_path / "two" / "checkpoint-3" / "pipeline" / "transformer" /
                        "diffusion_pytorch_model.safetensors"))
     assert w1.keys() == w2.keys() and all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
+
+
+def test_scaling_bench_times_one_and_two_processes_at_the_same_per_process_batch(tiny_data, tiny_vae,  # noqa: F811
+                                                                                 tmp_path, capsys):
+    from mvgen.cli import main
+    from mvgen.scaling_bench import throughput
+
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": str(tiny_data / "d"), "vae": str(tiny_vae), "preset": "tiny", "resolution": 32,
+        "model": {"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16}, "mixed_precision": "no"}))
+    out = tmp_path / "scaling"
+    assert main(["bench", "scaling", "--config", str(config), "--out", str(out), "--steps", "4", "--warmup", "1",
+                 "--per-process-batch", "2", "--views", "2", "--json", str(tmp_path / "s.json")]) == 0
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert [(r["processes"], r["global_batch"]) for r in rows] == [(1, 2), (2, 4)]
+    assert all(r["samples_per_s"] > 0 and r["s_per_step"] > 0 for r in rows) and rows[0]["speedup"] == 1.0
+    assert os.path.samefile(out / "p1" / "latent_cache.safetensors", out / "p2" / "latent_cache.safetensors")
+    assert "| 2 | 1 | 2 | 4 |" in capsys.readouterr().out
+    # the timing: steps after the warm-up, from the loss log's clock
+    log = [{"step": str(s), "time": str(t)} for s, t in ((1, 5.0), (2, 6.0), (3, 7.0), (4, 8.0))]
+    assert throughput(log, 4, 1) == pytest.approx({"s_per_step": 1.0, "samples_per_s": 4.0})
+    with pytest.raises(ValueError, match="--warmup"):
+        throughput(log, 4, 3)
+    assert main(["bench", "scaling", "--config", str(config), "--steps", "3", "--warmup", "2"]) == 2

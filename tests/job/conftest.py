@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mvgen.settings import AppConfig
-from tests.reconstruction.conftest import blob_views  # noqa: F401  (shared fixture)
+from tests.reconstruction.conftest import blob_views, blob_views_dir  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from mvgen.cameras import write_transforms
 from mvgen.cli import main
-from mvgen.job_cli import summary_table
+from mvgen.batch import summary_table
 
 
 def test_mvgen_run_cli_single_batch_and_bad_input(tiny_model, fast_config, tmp_path, capsys):
@@ -69,15 +68,8 @@ def test_summary_table_shows_errors_and_lpips_impl():
 # ------------------------------------------------------------------------------------- `mvgen reconstruct`
 
 @pytest.fixture(scope="module")
-def views_dir(tmp_path_factory, blob_views):
-    images, cams = blob_views
-    root = tmp_path_factory.mktemp("views")
-    names = []
-    for i, im in enumerate(images):
-        Image.fromarray((im.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), "RGBA").save(root / f"{i:02d}.png")
-        names.append(f"{i:02d}.png")
-    write_transforms(root / "transforms.json", cams, names)
-    return root
+def views_dir(blob_views_dir):
+    return blob_views_dir
 
 
 def test_reconstruct_writes_exports_and_metrics(views_dir, tmp_path, capsys):

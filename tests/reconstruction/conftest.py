@@ -51,3 +51,21 @@ def blob_views():
     a = alpha.permute(0, 3, 1, 2)
     straight = torch.where(a > 1e-4, rgb.permute(0, 3, 1, 2) / a.clamp(min=1e-4), torch.ones_like(a))
     return torch.cat([straight.clamp(0, 1), a], dim=1), cams
+
+
+@pytest.fixture(scope="session")
+def blob_views_dir(tmp_path_factory, blob_views):
+    """``blob_views`` written as a posed-view folder (RGBA PNGs + transforms.json), as `mvgen reconstruct` reads."""
+    import numpy as np
+    from PIL import Image
+
+    from mvgen.cameras import write_transforms
+
+    images, cams = blob_views
+    root = tmp_path_factory.mktemp("blob_views")
+    names = []
+    for i, im in enumerate(images):
+        Image.fromarray((im.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), "RGBA").save(root / f"{i:02d}.png")
+        names.append(f"{i:02d}.png")
+    write_transforms(root / "transforms.json", cams, names)
+    return root

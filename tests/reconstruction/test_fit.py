@@ -69,7 +69,9 @@ def test_nan_during_fit_is_detected(blob_views):
 def test_config_and_view_errors(blob_views, tmp_path):
     images, cams = blob_views
     with pytest.raises(FitError, match="steps"):
-        FitConfig(steps=0)
+        FitConfig(steps=-1)  # 0 is valid: steps from the scene (tests/reconstruction/test_schedule.py)
+    with pytest.raises(FitError, match="steps_min"):
+        FitConfig(steps_min=500, steps_max=400)
     with pytest.raises(FitError, match="init"):
         FitConfig(init="sfm")
     with pytest.raises(FitError, match="unknown"):

@@ -9,6 +9,11 @@ import pytest
 from tests.job.conftest import fast_config, one_torch_thread, posed_views, tiny_model  # noqa: F401  (shared fixtures)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "hostile(entry): one input of the hostile-input catalogue, at entry point "
+                                       "cli | app | api (counted by test_catalogue.py against the README)")
+
+
 @pytest.fixture(scope="session")
 def app_config_file(fast_config, tmp_path_factory):  # noqa: F811
     """``fast_config`` as a file for `mvgen run --config` (JSON is YAML)."""

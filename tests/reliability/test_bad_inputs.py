@@ -178,6 +178,7 @@ def handlers(tmp_path_factory):
 
 # ------------------------------------------------------------------------------ scenes x three entry points
 
+@pytest.mark.hostile("cli")
 @pytest.mark.parametrize("bad", SCENES, ids=lambda b: b.name)
 def test_bad_scene_cli(bad, posed_views, tmp_path, capsys):
     scene = make_scene(posed_views, tmp_path / "scene", bad)
@@ -185,6 +186,7 @@ def test_bad_scene_cli(bad, posed_views, tmp_path, capsys):
     assert bad.match in line
 
 
+@pytest.mark.hostile("api")
 @pytest.mark.parametrize("bad", SCENES, ids=lambda b: b.name)
 def test_bad_scene_api(bad, posed_views, tmp_path):
     scene = make_scene(posed_views, tmp_path / "scene", bad)
@@ -193,6 +195,7 @@ def test_bad_scene_api(bad, posed_views, tmp_path):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.hostile("app")
 @pytest.mark.parametrize("bad", SCENES, ids=lambda b: b.name)
 def test_bad_scene_app(bad, posed_views, tmp_path, handlers, capsys):
     scene = make_scene(posed_views, tmp_path / "scene", bad)
@@ -247,11 +250,13 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.hostile("cli")
 @pytest.mark.parametrize("make_argv, match", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
 def test_bad_cli_arguments(make_argv, match, posed_views, tmp_path, capsys):
     assert match in cli(make_argv(posed_views, tmp_path / "out"), capsys)
 
 
+@pytest.mark.hostile("cli")
 def test_app_port_in_use_names_the_port(tmp_path, capsys):
     with _listening_port() as s:
         port = s.getsockname()[1]
@@ -259,6 +264,7 @@ def test_app_port_in_use_names_the_port(tmp_path, capsys):
     assert f"--port {port}" in line and "cannot serve" in line
 
 
+@pytest.mark.hostile("api")
 def test_unreadable_transforms_names_the_file(posed_views, tmp_path, monkeypatch, capsys):
     """An I/O error without a file name ("[Errno 5] Input/output error") is reported with the file."""
     scene = shutil.copytree(posed_views, tmp_path / "scene")
@@ -289,6 +295,7 @@ GENERATE_CASES = [
 ]
 
 
+@pytest.mark.hostile("app")
 @pytest.mark.parametrize("field, value, match", GENERATE_CASES,
                          ids=[f"{f}={short_repr(v, 14)}" for f, v, _ in GENERATE_CASES])
 def test_app_generate_bad_settings(field, value, match, handlers):
@@ -298,6 +305,7 @@ def test_app_generate_bad_settings(field, value, match, handlers):
     assert e.value.print_exception is False and len(e.value.message) < 200
 
 
+@pytest.mark.hostile("app")
 def test_app_generate_stop_after_views_and_steer_must_be_booleans(handlers):
     with pytest.raises(gr.Error, match="stop_after_views must be true or false"):
         handlers.generate(*GOOD.values(), "yes", request=FakeRequest(SESSION))
@@ -305,6 +313,7 @@ def test_app_generate_stop_after_views_and_steer_must_be_booleans(handlers):
         handlers.generate(*GOOD.values(), False, "yes", request=FakeRequest(SESSION))
 
 
+@pytest.mark.hostile("app")
 def test_app_evaluate_bad_steps_and_missing_upload(handlers, tmp_path):
     with pytest.raises(gr.Error, match="recon_steps must be a whole number"):
         handlers.evaluate_zip(str(tmp_path / "x.zip"), "eight")
@@ -352,6 +361,7 @@ RAW_API_CASES = [
 ]
 
 
+@pytest.mark.hostile("app")
 @pytest.mark.parametrize("api, inputs, match", RAW_API_CASES, ids=[f"{a}-{i}" for i, (a, *_) in
                                                                    enumerate(RAW_API_CASES)])
 def test_raw_api_requests_get_named_errors(demo, api, inputs, match):
@@ -375,6 +385,7 @@ def _zip_with_views(tmp_path: Path, posed_views: Path, images: dict, n_views: in
     return zip_folder(scene, tmp_path / "v.zip", prefix="mug/")
 
 
+@pytest.mark.hostile("app")
 def test_small_zip_of_huge_pngs_is_refused_from_the_headers(posed_views, tmp_path, handlers):
     """The reported 2.9 kB zip of two 12000² PNGs: refused before decoding, naming the file and the limit."""
     z = _zip_with_views(tmp_path, posed_views, {"views/000.png": png_header(12000, 12000),
@@ -389,6 +400,7 @@ def test_small_zip_of_huge_pngs_is_refused_from_the_headers(posed_views, tmp_pat
         handlers.evaluate_zip(str(z), 20, request=FakeRequest(SESSION))
 
 
+@pytest.mark.hostile("app")
 def test_per_upload_pixel_budget(posed_views, tmp_path, handlers):
     big = {f"views/{i:03d}.png": png_header(3000, 3000) for i in range(4)}  # 9 MP each, under 16 MP
     z = _zip_with_views(tmp_path, posed_views, big, w=3000, h=3000)
@@ -397,6 +409,7 @@ def test_per_upload_pixel_budget(posed_views, tmp_path, handlers):
         unpack_views(z, tmp_path / "dest", **limits)
 
 
+@pytest.mark.hostile("app")
 def test_too_many_views_refused_before_any_header(posed_views, tmp_path, handlers):
     z = _zip_with_views(tmp_path, posed_views, {}, n_views=70)
     with pytest.raises(UploadError, match="transforms.json has 70 views; the limit is 64"):
@@ -423,6 +436,7 @@ def test_large_views_decode_reduced_and_equal_the_area_filter(tmp_path, posed_vi
     assert views.images.shape == (4, 4, 16, 16) and views.cameras.width == 16
 
 
+@pytest.mark.hostile("api")
 def test_cli_image_limit_is_configurable(posed_views):
     with pytest.raises(CameraError, match=r"000.png: image is 32x32 \(0.0 MP\); the limit is 0.0 MP per image"):
         load_views(posed_views, max_pixels=100)
@@ -432,6 +446,7 @@ def test_cli_image_limit_is_configurable(posed_views):
 
 # --------------------------------------------------------------------------------------- the Python API
 
+@pytest.mark.hostile("api")
 def test_typed_errors_of_the_python_api(tmp_path):
     from mvgen.checks import check_seed
     from mvgen.metrics import ssim
@@ -468,6 +483,7 @@ def test_typed_errors_of_the_python_api(tmp_path):
         check_listen_address("no such host.invalid", 7860)
 
 
+@pytest.mark.hostile("app")
 def test_check_views_is_an_upload_error_with_relative_paths(posed_views, tmp_path):
     scene = shutil.copytree(posed_views, tmp_path / "scene")
     meta = json.loads((scene / "transforms.json").read_text())
@@ -481,6 +497,7 @@ def test_check_views_is_an_upload_error_with_relative_paths(posed_views, tmp_pat
 
 # --------------------------------------------------------------------------------------- dataset resume
 
+@pytest.mark.hostile("cli")
 def test_dataset_resume_redoes_an_object_with_a_corrupt_view(tmp_path, capsys):
     out = tmp_path / "d"
     argv = ["dataset", "--out", str(out), "--objects", "2", "--views", "2", "--resolution", "16", "--quiet"]
@@ -529,6 +546,7 @@ def property_scene(posed_views, tmp_path_factory):
     return shutil.copytree(posed_views, tmp_path_factory.mktemp("prop") / "scene")
 
 
+@pytest.mark.hostile("api")
 @settings(max_examples=50, deadline=None, database=None,  # database=None: nothing kept between runs
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(meta=transforms())
@@ -546,6 +564,7 @@ def test_any_transforms_json_loads_or_raises_a_camera_error(meta, property_scene
         assert str(property_scene) not in str(e)
 
 
+@pytest.mark.hostile("api")
 @settings(max_examples=50, deadline=None, database=None)
 @given(text=st.text(max_size=80) | st.sampled_from(["a red mug", "A TALL blue vase.", "red car with black wheels",
                                                     "a red mug with with", "the the", "grey grey mug"]))
@@ -568,6 +587,7 @@ def test_any_caption_parses_or_raises_a_caption_error(text):
     assert warning is None or "vocabulary" in warning
 
 
+@pytest.mark.hostile("api")
 @settings(max_examples=50, deadline=None, database=None)
 @given(values=st.fixed_dictionaries({k: NUMBER | JSON for k in ("views", "elevation", "steps", "guidance", "seed",
                                                                 "recon_steps")}))

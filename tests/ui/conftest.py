@@ -33,3 +33,24 @@ def zip_folder(folder, dest, prefix=""):
 @pytest.fixture(scope="session")
 def views_zip(posed_views, tmp_path_factory):
     return zip_folder(posed_views, tmp_path_factory.mktemp("zip") / "mug.zip", prefix="mug/")
+
+
+@pytest.fixture(scope="session")
+def zero123_grid(tmp_path_factory):
+    """A procedural red mug rendered at Zero123++ v1.2's six cameras (mvgen.rigs preset), 32 px tiles on its grey
+    background, tiled 3 rows x 2 columns like the generator's output: a 64x96 PNG without alpha."""
+    import numpy as np
+    from PIL import Image
+
+    from mvgen.data.captions import parse_caption
+    from mvgen.data.objects import build_mesh
+    from mvgen.data.render import render_rgba
+    from mvgen.rigs import parse_rig
+
+    rgba = render_rgba(build_mesh(parse_caption("a red mug")), parse_rig("zero123pp-v1.2").cameras(32)) / 255.0
+    grey = rgba[..., :3] * rgba[..., 3:] + 0.5 * (1 - rgba[..., 3:])
+    tiles = np.round(grey * 255).astype(np.uint8)  # (6, 32, 32, 3)
+    grid = np.concatenate([np.concatenate(tiles[r * 2:r * 2 + 2], axis=1) for r in range(3)], axis=0)
+    path = tmp_path_factory.mktemp("zero123") / "zero123pp.png"
+    Image.fromarray(grid).save(path)
+    return path

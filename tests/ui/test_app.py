@@ -9,7 +9,7 @@ import pytest
 
 from tests.ui.conftest import zip_folder
 from ui.app import build_app
-from ui.handlers import REPORT_KEYS
+from ui.handlers import COMPARE_KEYS, REPORT_KEYS, VIEWS_KEYS
 
 
 class Recorder:
@@ -43,7 +43,9 @@ def test_build_app_without_launching_and_without_a_model(tmp_path, fast_config):
     assert demo._queue.max_size == fast_config.max_queue
     limits = {fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id == "compute"}
     assert limits == {fast_config.concurrency_limit}
-    assert sum(fn.concurrency_id == "compute" for fn in demo.fns.values()) == 3  # button, Enter, evaluate
+    # generate button and Enter, evaluate (the /evaluate API), evaluate views, compare
+    assert sum(fn.concurrency_id == "compute" for fn in demo.fns.values()) == 5
+    assert {"evaluate_views", "compare_views"} <= names
 
 
 def test_handlers_generate_report(served_app):
@@ -96,6 +98,55 @@ def test_handlers_evaluate_zip(served_app, views_zip, tmp_path):
     assert len(list(h.folders.session_dir("s3").glob("*/upload"))) == 1  # the refused upload left nothing
 
 
+def test_handlers_evaluate_views_grid_with_a_preset_and_bad_input(served_app, zero123_grid, views_zip, tmp_path):
+    demo, _ = served_app
+    h = demo.mvgen.handlers
+    req = FakeRequest("s5")
+    out = h.evaluate_views(str(zero123_grid), "zero123pp-v1.2", "", 1, 0.1, 20, request=req)
+    assert set(out) == set(VIEWS_KEYS) and len(out["gallery"]) == 6
+    assert [c for _, c in out["gallery"]][:2] == ["view 0 · az 30° · el 20°", "view 1 · az 90° · el -10°"]
+    assert list(out["table"]["view"]) == ["1", "3", "5", "mean"] and "fitted on views 0, 2, 4" in out["summary"]
+    assert "from the background #808080" in out["summary"] and "tolerance 0.1" in out["summary"]
+    assert out["masks"].endswith("masks.png") and out["video"].endswith("scene.mp4")
+    # a zip of posed views with the rig "transforms.json" is today's report
+    zipped = h.evaluate_views(str(views_zip), "transforms.json", "", 1, 0.1, 20, request=req)
+    assert "fitted on views 0, 2" in zipped["summary"] and "alpha channel" in zipped["summary"]
+    for args, match in [((str(zero123_grid), "zero999", "", 1, 0.1, 20), r"rig: unknown preset 'zero999'"),
+                        ((str(zero123_grid), "mvdream", "3x2", 1, 0.1, 20), r"rig: mvdream has 4 views, the input "
+                                                                           r"has 6"),
+                        ((str(zero123_grid), "zero123pp-v1.2", "5x2", 1, 0.1, 20), r"grid: 5x2 tiles do not divide "
+                                                                                  r"zero123pp.png \(64x96\)"),
+                        ((str(zero123_grid), "transforms.json", "", 1, 0.1, 20), r"rig: zero123pp.png has no "
+                                                                                 r"transforms.json"),
+                        ((str(views_zip), "mvdream", "", 1, 0.1, 20), r"rig: mug.zip holds a transforms.json"),
+                        ((str(zero123_grid), "orbit:views=6", "", 1, 0.9, 20), r"tolerance must be"),
+                        ((str(zero123_grid), "orbit:views=6", "", 0, 0.1, 20), r"frame_step must be")]:
+        with pytest.raises(gr.Error, match=match):
+            h.evaluate_views(*args, request=req)
+    for run in h.folders.session_dir("s5").iterdir():  # a refused upload leaves no views behind
+        assert (run / "report").is_dir() or not (run / "upload").exists(), sorted(run.rglob("*"))
+
+
+def test_handlers_compare_two_uploads_side_by_side(served_app, zero123_grid, views_zip):
+    demo, _ = served_app
+    h = demo.mvgen.handlers
+    out = h.compare_views(str(zero123_grid), "zero123pp-v1.2", "", str(views_zip), "transforms.json", "", 20,
+                          request=FakeRequest("s6"))
+    assert set(out) == set(COMPARE_KEYS)
+    cols = list(out["table"].columns)
+    assert cols == ["metric", "A: zero123pp.png", "B: mug.zip"]
+    assert list(out["table"]["metric"])[:3] == ["held-out PSNR dB", "held-out SSIM", "held-out LPIPS"]
+    assert list(out["table"].iloc[3][1:]) == [6, 4]  # views
+    assert list(out["plot"]["upload"]) == cols[1:] and out["heatmaps_a"] != out["heatmaps_b"]
+    assert out["masks_a"].endswith("masks.png") and out["masks_b"] is None  # B kept its alpha: no masks written
+    assert "**A: zero123pp.png**" in out["summary"] and "**B: mug.zip**" in out["summary"]
+    with pytest.raises(gr.Error, match=r"upload B: rig: unknown preset"):
+        h.compare_views(str(zero123_grid), "zero123pp-v1.2", "", str(views_zip), "nope", "", 20,
+                        request=FakeRequest("s6"))
+    with pytest.raises(gr.Error, match=r"upload B: choose"):
+        h.compare_views(str(zero123_grid), "zero123pp-v1.2", "", None, "nope", "", 20, request=FakeRequest("s6"))
+
+
 def test_only_the_app_folder_is_served(served_app, tiny_model):
     import urllib.error
     import urllib.request
@@ -107,7 +158,7 @@ def test_only_the_app_folder_is_served(served_app, tiny_model):
         assert e.value.code == 403
 
 
-def test_gradio_client_api(served_app, posed_views, views_zip, tmp_path):
+def test_gradio_client_api(served_app, posed_views, views_zip, zero123_grid, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
@@ -142,6 +193,12 @@ def test_gradio_client_api(served_app, posed_views, views_zip, tmp_path):
     assert len(res[0]) == 2  # still serving after the errors
     good = client.predict(upload=handle_file(str(views_zip)), recon_steps=20, api_name="/evaluate")
     assert "fitted on views 0, 2" in good[REPORT_KEYS.index("summary")]
+    grid = client.predict(upload=handle_file(str(zero123_grid)), rig="zero123pp-v1.2", grid="", frame_step=1,
+                          tolerance=0.1, recon_steps=20, api_name="/evaluate_views")  # as in the README
+    assert "fitted on views 0, 2, 4" in grid[VIEWS_KEYS.index("summary")]
+    assert grid[VIEWS_KEYS.index("masks")].endswith("masks.png")
+    with pytest.raises(AppError, match=r"rig: unknown preset 'zero999'"):
+        client.predict(handle_file(str(zero123_grid)), "zero999", "", 1, 0.1, 20, api_name="/evaluate_views")
 
 
 def test_preload_on_page_load_loads_the_model_once(tiny_model, fast_config, tmp_path, monkeypatch):

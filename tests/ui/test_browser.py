@@ -118,3 +118,37 @@ def test_browser_generate_and_bad_upload(served_app, views_zip, tmp_path):
             raise
         browser.close()
     assert not errors, errors
+
+
+def test_browser_grid_image_with_a_preset_gives_the_report(served_app, zero123_grid, tmp_path):
+    """"Evaluate your own views": a Zero123++-style 3x2 grid image without alpha and the zero123pp-v1.2 preset
+    typed into the rig box -> the whole report, with the masks estimated from the grey background."""
+    from playwright.sync_api import expect, sync_playwright
+
+    _, url = served_app
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        try:
+            page.get_by_role("tab", name="Evaluate your own views").click()
+            page.locator("#upload input[type=file]").set_input_files(str(zero123_grid))
+            rig = page.locator("#eval-rig input")
+            rig.fill("zero123pp-v1.2")
+            rig.press("Enter")
+            page.locator("#evaluate-button").click()
+            _wait_report(page, "eval")
+            page.locator("#eval-masks img").wait_for(state="visible", timeout=TIMEOUT_MS)
+            summary = page.locator("#eval-summary").inner_text()
+            assert "fitted on views 0, 2, 4" in summary and "from the background #808080" in summary
+            assert page.locator("#eval-gallery img").count() == 6
+            expect(page.locator("#eval-gallery")).to_contain_text("az 30° · el 20°", timeout=TIMEOUT_MS)
+            page.screenshot(path=str(tmp_path / "grid_report.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
+            raise
+        browser.close()
+    assert not errors, errors

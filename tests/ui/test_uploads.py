@@ -124,3 +124,26 @@ def test_session_folders_trim_sweep_and_end(tmp_path):
     assert f.sweep() == [other.parent] and not other.parent.exists() and runs[2].exists()
     f.end("abc")
     assert not f.session_dir("abc").exists()
+
+
+def test_stage_views_keeps_the_upload_limits_and_leaves_nothing_when_refused(zero123_grid, views_zip, tmp_path):
+    from ui.uploads import stage_views
+
+    folder, mask = stage_views(zero123_grid, tmp_path / "ok", "zero123pp-v1.2")
+    assert len(list(folder.glob("views/*.png"))) == 6 and (folder / "transforms.json").is_file()
+    assert mask["mode"] == "background" and mask["background"] == [128, 128, 128]
+    folder, mask = stage_views(views_zip, tmp_path / "zip", None)  # today's posed-views zip
+    assert mask is None and (folder / "transforms.json").is_file()
+    for args, kw, match in [
+        ((zero123_grid, tmp_path / "d1", "zero123pp-v1.2"), {"max_zip_bytes": 100}, r"the limit is 0 MB"),
+        ((zero123_grid, tmp_path / "d2", "zero123pp-v1.2"), {"max_image_pixels": 1000}, r"limit is 0.0 MP"),
+        ((zero123_grid, tmp_path / "d3", "orbit:views=6"), {"max_views": 4, "grid": "3x2"},
+         r"grid: 3x2 is 6 views; the limit is 4"),
+        ((zero123_grid, tmp_path / "d4", "mvdream"), {"grid": "3x2"}, r"rig: mvdream has 4 views, the input has 6"),
+    ]:
+        with pytest.raises(UploadError, match=match):
+            stage_views(*args, **kw)
+        assert not args[1].exists()
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(UploadError, match=r"upload: notes.txt is not a zip, image or video"):
+        stage_views(tmp_path / "notes.txt", tmp_path / "d5", "mvdream")

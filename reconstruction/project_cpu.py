@@ -1,0 +1,430 @@
+"""The `cpu` backend's projection and SH stage: one compiled pass (numba, parallel over Gaussians) for the EWA
+projection of ``reconstruction.rasterize.project_gaussians`` and the view-dependent colours of ``sh_to_colors``,
+with a hand-written backward, wrapped in a ``torch.autograd.Function``.
+
+Why: written element-wise in torch, projection + SH cost a few hundred small tensor ops per step (forward and
+autograd backward), about a quarter of a fitting step's CPU time (README, "CPU fitting"); here they are two kernel
+calls.
+
+Rules are exactly those of the torch functions (float32, the same operation order, so radii and culling agree):
+quaternions normalised, ``Sigma = (R S)(R S)^T``, the perspective Jacobian at the fov-clamped mean, ``eps2d``
+added to the 2D covariance, the conic from a determinant clamped at 1e-10, opacity-aware radii (3.33 sigma at
+most), culling by depth, determinant, opacity, size and screen; SH degree 0-3 on the normalised direction from
+the camera centre, ``max(SH + 0.5, 0)``. The backward is the chain rule of those formulas (the tests check it
+equals autograd through the torch functions). Each thread owns whole Gaussians and sums their gradients over the
+cameras itself: no two threads write the same memory and results do not depend on the number of threads.
+Camera matrices get no gradient (the fit does not optimise cameras); ``rasterize.py`` uses the torch path when
+they require one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+ALPHA_MIN = np.float32(1.0 / 255.0)
+SH_C0 = 0.2820947917738781
+SH_C1 = -0.48860251190292
+CHUNK = 256  # Gaussians per parallel work item
+
+
+@njit(cache=True)
+def _rotation(q0, q1, q2, q3):
+    """Normalised quaternion (w, x, y, z), its norm, and the 3x3 rotation as a tuple of 9 (row-major)."""
+    norm = np.float32(max(math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3), np.float32(1e-12)))
+    w, x, y, z = q0 / norm, q1 / norm, q2 / norm, q3 / norm
+    one, two = np.float32(1.0), np.float32(2.0)
+    R = (one - two * (y * y + z * z), two * (x * y - w * z), two * (x * z + w * y),
+         two * (x * y + w * z), one - two * (x * x + z * z), two * (y * z - w * x),
+         two * (x * z - w * y), two * (y * z + w * x), one - two * (x * x + y * y))
+    return (w, x, y, z), norm, R
+
+
+@njit(cache=True)
+def _sh_bases(degree, x, y, z, out):
+    """Real SH bases of gsplat (Sloan's fast evaluation) at unit direction (x, y, z) into ``out[:(degree+1)**2]``."""
+    out[0] = SH_C0
+    if degree < 1:
+        return
+    out[1] = SH_C1 * y
+    out[2] = -SH_C1 * z
+    out[3] = SH_C1 * x
+    if degree < 2:
+        return
+    fB = -1.092548430592079 * z
+    fA = 0.5462742152960395
+    c1 = x * x - y * y
+    s1 = 2.0 * x * y
+    out[4] = fA * s1
+    out[5] = fB * y
+    out[6] = 0.9461746957575601 * z * z - 0.3153915652525201
+    out[7] = fB * x
+    out[8] = fA * c1
+    if degree < 3:
+        return
+    fC = -2.285228997322329 * z * z + 0.4570457994644658
+    fB3 = 1.445305721320277 * z
+    fA3 = -0.5900435899266435
+    c2 = x * c1 - y * s1
+    s2 = x * s1 + y * c1
+    out[9] = fA3 * s2
+    out[10] = fB3 * s1
+    out[11] = fC * y
+    out[12] = z * (1.865881662950577 * z * z - 1.119528997770346)
+    out[13] = fC * x
+    out[14] = fB3 * c1
+    out[15] = fA3 * c2
+
+
+@njit(cache=True)
+def _sh_bases_grad(degree, x, y, z, g, k):
+    """d basis_k / d(x, y, z) times g (a scalar), as a 3-tuple (the derivative of ``_sh_bases``)."""
+    if k == 0:
+        return 0.0, 0.0, 0.0
+    if k == 1:
+        return 0.0, SH_C1 * g, 0.0
+    if k == 2:
+        return 0.0, 0.0, -SH_C1 * g
+    if k == 3:
+        return SH_C1 * g, 0.0, 0.0
+    fB = -1.092548430592079
+    fA = 0.5462742152960395
+    if k == 4:
+        return fA * 2.0 * y * g, fA * 2.0 * x * g, 0.0
+    if k == 5:
+        return 0.0, fB * z * g, fB * y * g
+    if k == 6:
+        return 0.0, 0.0, 2.0 * 0.9461746957575601 * z * g
+    if k == 7:
+        return fB * z * g, 0.0, fB * x * g
+    if k == 8:
+        return 2.0 * fA * x * g, -2.0 * fA * y * g, 0.0
+    fC = -2.285228997322329 * z * z + 0.4570457994644658
+    dfC = -2.0 * 2.285228997322329 * z
+    fB3 = 1.445305721320277
+    fA3 = -0.5900435899266435
+    if k == 9:  # fA3 (3 x² y - y³)
+        return fA3 * 6.0 * x * y * g, fA3 * (3.0 * x * x - 3.0 * y * y) * g, 0.0
+    if k == 10:  # fB3 z 2xy
+        return fB3 * z * 2.0 * y * g, fB3 * z * 2.0 * x * g, fB3 * 2.0 * x * y * g
+    if k == 11:
+        return 0.0, fC * g, dfC * y * g
+    if k == 12:
+        return 0.0, 0.0, (3.0 * 1.865881662950577 * z * z - 1.119528997770346) * g
+    if k == 13:
+        return fC * g, 0.0, dfC * x * g
+    if k == 14:  # fB3 z (x² - y²)
+        return fB3 * z * 2.0 * x * g, -fB3 * z * 2.0 * y * g, fB3 * (x * x - y * y) * g
+    return fA3 * (3.0 * x * x - 3.0 * y * y) * g, -fA3 * 6.0 * x * y * g, 0.0  # k == 15: fA3 (x³ - 3 x y²)
+
+
+@njit(cache=True)
+def _camera(Ks, c, width, height):
+    """Camera c: fx, fy, cx, cy, skew and the fov limits of the Jacobian (as in ``project_gaussians``)."""
+    fx, fy, cx, cy, skew = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2], Ks[c, 0, 1]
+    w, h = np.float32(width), np.float32(height)
+    k = np.float32(0.3)
+    half = np.float32(0.5)
+    lim_x_pos = (w - cx) / fx + k * (half * w / fx)
+    lim_x_neg = cx / fx + k * (half * w / fx)
+    lim_y_pos = (h - cy) / fy + k * (half * h / fy)
+    lim_y_neg = cy / fy + k * (half * h / fy)
+    return fx, fy, cx, cy, skew, lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg
+
+
+@njit(cache=True, parallel=True)
+def _project_fwd(means, quats, scales, opacities, sh, viewmats, Ks, campos, width, height, eps2d, near, far,
+                 radius_clip, sh_degree):
+    """Args: means [N,3], quats [N,4], scales [N,3], opacities [N], sh [N,K,3] (f32); viewmats [C,4,4], Ks [C,3,3],
+    campos [C,3]; sh_degree -1: no colours. Returns radii [C,N,2] i32, means2d [C,N,2], depths [C,N],
+    conics [C,N,3], colors [C,N,3] (or [C,0,3] without SH)."""
+    N = means.shape[0]
+    C = viewmats.shape[0]
+    radii = np.zeros((C, N, 2), np.int32)
+    means2d = np.zeros((C, N, 2), np.float32)
+    depths = np.zeros((C, N), np.float32)
+    conics = np.zeros((C, N, 3), np.float32)
+    colors = np.zeros((C, N if sh_degree >= 0 else 0, 3), np.float32)
+    nb = (sh_degree + 1) ** 2
+    n_chunks = (N + CHUNK - 1) // CHUNK
+    for chunk in prange(n_chunks):  # scratch buffers once per chunk of Gaussians, not per Gaussian
+        bases = np.zeros(16, np.float32)
+        for n in range(chunk * CHUNK, min(N, (chunk + 1) * CHUNK)):
+            _, _, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
+            s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
+            M = (R[0] * s0, R[1] * s1, R[2] * s2, R[3] * s0, R[4] * s1, R[5] * s2, R[6] * s0, R[7] * s1, R[8] * s2)
+            S00 = M[0] * M[0] + M[1] * M[1] + M[2] * M[2]
+            S01 = M[0] * M[3] + M[1] * M[4] + M[2] * M[5]
+            S02 = M[0] * M[6] + M[1] * M[7] + M[2] * M[8]
+            S11 = M[3] * M[3] + M[4] * M[4] + M[5] * M[5]
+            S12 = M[3] * M[6] + M[4] * M[7] + M[5] * M[8]
+            S22 = M[6] * M[6] + M[7] * M[7] + M[8] * M[8]
+            mu0, mu1, mu2 = means[n, 0], means[n, 1], means[n, 2]
+            op = opacities[n]
+            for c in range(C):
+                V = viewmats[c]
+                fx, fy, cx, cy, skew, lxp, lxn, lyp, lyn = _camera(Ks, c, width, height)
+                tx = V[0, 0] * mu0 + V[0, 1] * mu1 + V[0, 2] * mu2 + V[0, 3]
+                ty = V[1, 0] * mu0 + V[1, 1] * mu1 + V[1, 2] * mu2 + V[1, 3]
+                tz = V[2, 0] * mu0 + V[2, 1] * mu1 + V[2, 2] * mu2 + V[2, 3]
+                depths[c, n] = tz
+                in_depth = tz > near and tz < far
+                if not in_depth:
+                    tz = np.float32(1.0)
+                txc = tz * min(max(tx / tz, -lxn), lxp)
+                tyc = tz * min(max(ty / tz, -lyn), lyp)
+                j00, j02 = fx / tz, -fx * txc / (tz * tz)
+                j11, j12 = fy / tz, -fy * tyc / (tz * tz)
+                a0, a1, a2 = j00 * V[0, 0] + j02 * V[2, 0], j00 * V[0, 1] + j02 * V[2, 1], j00 * V[0, 2] + j02 * V[2, 2]
+                b0, b1, b2 = j11 * V[1, 0] + j12 * V[2, 0], j11 * V[1, 1] + j12 * V[2, 1], j11 * V[1, 2] + j12 * V[2, 2]
+                ua0 = S00 * a0 + S01 * a1 + S02 * a2  # Sigma A^T, row a then row b of A
+                ua1 = S01 * a0 + S11 * a1 + S12 * a2
+                ua2 = S02 * a0 + S12 * a1 + S22 * a2
+                ub0 = S00 * b0 + S01 * b1 + S02 * b2
+                ub1 = S01 * b0 + S11 * b1 + S12 * b2
+                ub2 = S02 * b0 + S12 * b1 + S22 * b2
+                c00 = a0 * ua0 + a1 * ua1 + a2 * ua2 + eps2d
+                c01 = a0 * ub0 + a1 * ub1 + a2 * ub2
+                c11 = b0 * ub0 + b1 * ub1 + b2 * ub2 + eps2d
+                mx = (fx * tx + skew * ty) / tz + cx
+                my = (fy * ty) / tz + cy
+                means2d[c, n, 0] = mx
+                means2d[c, n, 1] = my
+                det = c00 * c11 - c01 * c01
+                ds = max(det, np.float32(1e-10))
+                ca, cb, cc = c11 / ds, -c01 / ds, c00 / ds
+                conics[c, n, 0] = ca
+                conics[c, n, 1] = cb
+                conics[c, n, 2] = cc
+                extend = min(math.sqrt(np.float32(2.0) * math.log(max(op, ALPHA_MIN) / ALPHA_MIN)), np.float32(3.33))
+                rx = np.ceil(np.float32(extend * math.sqrt(max(c00, np.float32(0.0)))))
+                ry = np.ceil(np.float32(extend * math.sqrt(max(c11, np.float32(0.0)))))
+                valid = in_depth and det > 0 and op >= ALPHA_MIN and (rx > radius_clip or ry > radius_clip)
+                valid = valid and mx + rx > 0 and mx - rx < width and my + ry > 0 and my - ry < height
+                valid = valid and np.isfinite(mx) and np.isfinite(my)
+                valid = valid and np.isfinite(ca) and np.isfinite(cb) and np.isfinite(cc)
+                if valid:
+                    radii[c, n, 0] = np.int32(rx)
+                    radii[c, n, 1] = np.int32(ry)
+                if sh_degree >= 0:
+                    dx, dy, dz = mu0 - campos[c, 0], mu1 - campos[c, 1], mu2 - campos[c, 2]
+                    dn = max(math.sqrt(dx * dx + dy * dy + dz * dz), np.float32(1e-12))
+                    _sh_bases(sh_degree, dx / dn, dy / dn, dz / dn, bases)
+                    for d in range(3):
+                        acc = np.float32(0.0)
+                        for k in range(nb):
+                            acc += bases[k] * sh[n, k, d]
+                        colors[c, n, d] = max(acc + np.float32(0.5), np.float32(0.0))
+    return radii, means2d, depths, conics, colors
+
+
+@njit(cache=True, parallel=True)
+def _project_bwd(means, quats, scales, sh, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
+                 v_means2d, v_depths, v_conics, v_colors):
+    """Gradients of ``_project_fwd``'s outputs -> v_means [N,3], v_quats [N,4], v_scales [N,3], v_sh [N,K,3]."""
+    N = means.shape[0]
+    C = viewmats.shape[0]
+    K = sh.shape[1]
+    v_means = np.zeros((N, 3), np.float32)
+    v_quats = np.zeros((N, 4), np.float32)
+    v_scales = np.zeros((N, 3), np.float32)
+    v_sh = np.zeros((N, K, 3), np.float32)
+    nb = (sh_degree + 1) ** 2
+    n_chunks = (N + CHUNK - 1) // CHUNK
+    for chunk in prange(n_chunks):  # scratch buffers once per chunk of Gaussians, not per Gaussian
+        M = np.empty((3, 3))
+        Sg = np.empty((3, 3))
+        G = np.empty((3, 3))
+        dmu = np.empty(3)
+        bases = np.zeros(16)
+        A = np.empty((2, 3))
+        SA = np.empty((2, 3))
+        dR = np.empty((3, 3))
+        ds3 = np.empty(3)
+        for n in range(chunk * CHUNK, min(N, (chunk + 1) * CHUNK)):
+            qn, qnorm, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
+            s = (scales[n, 0], scales[n, 1], scales[n, 2])
+            for i in range(3):
+                for j in range(3):
+                    M[i, j] = R[3 * i + j] * s[j]
+            for i in range(3):
+                for j in range(3):
+                    Sg[i, j] = M[i, 0] * M[j, 0] + M[i, 1] * M[j, 1] + M[i, 2] * M[j, 2]
+            mu = (means[n, 0], means[n, 1], means[n, 2])
+            G[:] = 0.0  # dL/dSigma + its transpose, summed over cameras
+            dmu[:] = 0.0
+            for c in range(C):
+                V = viewmats[c]
+                vx, vy = v_means2d[c, n, 0], v_means2d[c, n, 1]
+                va, vb, vc = v_conics[c, n, 0], v_conics[c, n, 1], v_conics[c, n, 2]
+                vd = v_depths[c, n]
+                if vx != 0 or vy != 0 or va != 0 or vb != 0 or vc != 0 or vd != 0:
+                    fx, fy, cx, cy, skew, lxp, lxn, lyp, lyn = _camera(Ks, c, width, height)
+                    tx = V[0, 0] * mu[0] + V[0, 1] * mu[1] + V[0, 2] * mu[2] + V[0, 3]
+                    ty = V[1, 0] * mu[0] + V[1, 1] * mu[1] + V[1, 2] * mu[2] + V[1, 3]
+                    tz = V[2, 0] * mu[0] + V[2, 1] * mu[1] + V[2, 2] * mu[2] + V[2, 3]
+                    in_depth = tz > near and tz < far
+                    if not in_depth:
+                        tz = np.float32(1.0)
+                    ux, uy = tx / tz, ty / tz
+                    x_free = -lxn <= ux <= lxp
+                    y_free = -lyn <= uy <= lyp
+                    txc = tz * min(max(ux, -lxn), lxp)
+                    tyc = tz * min(max(uy, -lyn), lyp)
+                    j00, j02 = fx / tz, -fx * txc / (tz * tz)
+                    j11, j12 = fy / tz, -fy * tyc / (tz * tz)
+                    for k in range(3):
+                        A[0, k] = j00 * V[0, k] + j02 * V[2, k]
+                        A[1, k] = j11 * V[1, k] + j12 * V[2, k]
+                    for a in range(2):
+                        for i in range(3):
+                            SA[a, i] = Sg[i, 0] * A[a, 0] + Sg[i, 1] * A[a, 1] + Sg[i, 2] * A[a, 2]
+                    c00 = A[0, 0] * SA[0, 0] + A[0, 1] * SA[0, 1] + A[0, 2] * SA[0, 2] + eps2d
+                    c01 = A[0, 0] * SA[1, 0] + A[0, 1] * SA[1, 1] + A[0, 2] * SA[1, 2]
+                    c11 = A[1, 0] * SA[1, 0] + A[1, 1] * SA[1, 1] + A[1, 2] * SA[1, 2] + eps2d
+                    det = c00 * c11 - c01 * c01
+                    ds = max(det, 1e-10)
+                    inv = 1.0 / ds
+                    d_ds = -(va * c11 - vb * c01 + vc * c00) * inv * inv if det >= 1e-10 else 0.0
+                    v00 = vc * inv + d_ds * c11
+                    v11 = va * inv + d_ds * c00
+                    v01 = -vb * inv - 2.0 * d_ds * c01
+                    # 2D covariance -> Sigma and the Jacobian rows
+                    for i in range(3):
+                        for j in range(3):
+                            G[i, j] += (2.0 * v00 * A[0, i] * A[0, j] + v01 * (A[0, i] * A[1, j] + A[1, i] * A[0, j])
+                                        + 2.0 * v11 * A[1, i] * A[1, j])
+                    dj00 = dj02 = dj11 = dj12 = 0.0
+                    for k in range(3):
+                        dA0 = 2.0 * v00 * SA[0, k] + v01 * SA[1, k]
+                        dA1 = 2.0 * v11 * SA[1, k] + v01 * SA[0, k]
+                        dj00 += dA0 * V[0, k]
+                        dj02 += dA0 * V[2, k]
+                        dj11 += dA1 * V[1, k]
+                        dj12 += dA1 * V[2, k]
+                    dtx = vx * fx / tz
+                    dty = (vx * skew + vy * fy) / tz
+                    dtz = -(vx * (fx * tx + skew * ty) + vy * fy * ty) / (tz * tz)
+                    dtz += -fx / (tz * tz) * dj00 + 2.0 * fx * txc / (tz * tz * tz) * dj02
+                    dtz += -fy / (tz * tz) * dj11 + 2.0 * fy * tyc / (tz * tz * tz) * dj12
+                    dtxc = -fx / (tz * tz) * dj02
+                    dtyc = -fy / (tz * tz) * dj12
+                    if x_free:
+                        dtx += dtxc
+                    else:
+                        dtz += dtxc * (txc / tz)
+                    if y_free:
+                        dty += dtyc
+                    else:
+                        dtz += dtyc * (tyc / tz)
+                    if not in_depth:
+                        dtz = 0.0
+                    dtz += vd
+                    for k in range(3):
+                        dmu[k] += V[0, k] * dtx + V[1, k] * dty + V[2, k] * dtz
+                if sh_degree >= 0:
+                    dx, dy, dz = mu[0] - campos[c, 0], mu[1] - campos[c, 1], mu[2] - campos[c, 2]
+                    dn = max(math.sqrt(dx * dx + dy * dy + dz * dz), np.float32(1e-12))
+                    ex, ey, ez = dx / dn, dy / dn, dz / dn
+                    _sh_bases(sh_degree, ex, ey, ez, bases)
+                    gx = gy = gz = 0.0
+                    for d in range(3):
+                        acc = 0.0
+                        for k in range(nb):
+                            acc += bases[k] * sh[n, k, d]
+                        vcol = v_colors[c, n, d]
+                        if acc + 0.5 < 0 or vcol == 0:  # clamp_min(., 0) passes the gradient where the input >= 0
+                            continue
+                        for k in range(nb):
+                            v_sh[n, k, d] += bases[k] * vcol
+                            if k > 0:
+                                bx, by, bz = _sh_bases_grad(sh_degree, ex, ey, ez, sh[n, k, d] * vcol, k)
+                                gx += bx
+                                gy += by
+                                gz += bz
+                    if sh_degree > 0:
+                        dot = gx * ex + gy * ey + gz * ez  # through the normalisation of the direction
+                        dmu[0] += (gx - ex * dot) / dn
+                        dmu[1] += (gy - ey * dot) / dn
+                        dmu[2] += (gz - ez * dot) / dn
+            for k in range(3):
+                v_means[n, k] = dmu[k]
+            # Sigma = M M^T with G = dL/dSigma + its transpose: dM = G M; M = R diag(s)
+            ds3[:] = 0.0
+            for i in range(3):
+                for j in range(3):
+                    dM = G[i, 0] * M[0, j] + G[i, 1] * M[1, j] + G[i, 2] * M[2, j]
+                    dR[i, j] = dM * s[j]
+                    ds3[j] += dM * R[3 * i + j]
+            for j in range(3):
+                v_scales[n, j] = ds3[j]
+            w, x, y, z = qn
+            gw = 2.0 * (-z * dR[0, 1] + y * dR[0, 2] + z * dR[1, 0] - x * dR[1, 2] - y * dR[2, 0] + x * dR[2, 1])
+            gx = 2.0 * (y * dR[0, 1] + z * dR[0, 2] + y * dR[1, 0] - 2.0 * x * dR[1, 1] - w * dR[1, 2] + z * dR[2, 0]
+                        + w * dR[2, 1] - 2.0 * x * dR[2, 2])
+            gy = 2.0 * (-2.0 * y * dR[0, 0] + x * dR[0, 1] + w * dR[0, 2] + x * dR[1, 0] + z * dR[1, 2] - w * dR[2, 0]
+                        + z * dR[2, 1] - 2.0 * y * dR[2, 2])
+            gz = 2.0 * (-2.0 * z * dR[0, 0] - w * dR[0, 1] + x * dR[0, 2] + w * dR[1, 0] - 2.0 * z * dR[1, 1]
+                        + y * dR[1, 2] + x * dR[2, 0] + y * dR[2, 1])
+            dot = gw * w + gx * x + gy * y + gz * z
+            v_quats[n, 0] = (gw - w * dot) / qnorm
+            v_quats[n, 1] = (gx - x * dot) / qnorm
+            v_quats[n, 2] = (gy - y * dot) / qnorm
+            v_quats[n, 3] = (gz - z * dot) / qnorm
+    return v_means, v_quats, v_scales, v_sh
+
+
+def _np(x: torch.Tensor, dtype=np.float32) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
+
+
+class ProjectCPU(torch.autograd.Function):
+    """(means [N,3], quats [N,4], scales [N,3], sh [N,K,3]) -> (radii, means2d, depths, conics, colors); see
+    ``project_and_shade``. ``opacities`` and the cameras are not differentiated."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, sh, opacities, viewmats, Ks, width, height, sh_degree, eps2d, near,
+                far, radius_clip):
+        campos = torch.linalg.inv(viewmats.detach())[:, :3, 3]
+        arrays = (_np(means), _np(quats), _np(scales))
+        cams = (_np(viewmats), _np(Ks), _np(campos))
+        sh_np = _np(sh)
+        out = _project_fwd(*arrays, _np(opacities), sh_np, *cams, width, height, np.float32(eps2d),
+                           np.float32(near), np.float32(far), np.float32(radius_clip), sh_degree)
+        ctx.state = (arrays, sh_np, cams, width, height, eps2d, near, far, sh_degree)
+        ctx.device = means.device
+        radii, means2d, depths, conics, colors = (torch.from_numpy(o).to(means.device) for o in out)
+        ctx.mark_non_differentiable(radii)
+        return radii, means2d, depths, conics, colors
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, v_radii, v_means2d, v_depths, v_conics, v_colors):
+        arrays, sh_np, cams, width, height, eps2d, near, far, sh_degree = ctx.state
+        C, N = v_depths.shape
+        v_col = _np(v_colors) if sh_degree >= 0 else np.zeros((C, 0, 3), np.float32)
+        grads = _project_bwd(*arrays, sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
+                             np.float32(far), sh_degree, _np(v_means2d), _np(v_depths), _np(v_conics), v_col)
+        v_means, v_quats, v_scales, v_sh = (torch.from_numpy(g).to(ctx.device) for g in grads)
+        return (v_means, v_quats, v_scales, v_sh if sh_degree >= 0 else None,
+                None, None, None, None, None, None, None, None, None, None)
+
+
+def project_and_shade(means, quats, scales, opacities, viewmats, Ks, width: int, height: int, sh=None,
+                      sh_degree: int | None = None, eps2d: float = 0.3, near_plane: float = 0.01,
+                      far_plane: float = 1e10, radius_clip: float = 0.0):
+    """``project_gaussians`` (+ ``sh_to_colors`` when ``sh`` [N,K,3] and ``sh_degree`` are given) in one compiled
+    pass. Returns radii [C,N,2] int32, means2d [C,N,2], depths [C,N], conics [C,N,3] and colors [C,N,3] (None
+    without SH)."""
+    from reconstruction.jit import first_call
+
+    with_sh = sh is not None and sh_degree is not None
+    sh_in = sh if with_sh else means.new_zeros(means.shape[0], 1, 3)
+    with first_call("project_cpu", "the CPU projection kernels", __file__, "_project_fwd"):
+        radii, means2d, depths, conics, colors = ProjectCPU.apply(
+            means, quats, scales, sh_in, opacities, viewmats, Ks, width, height, sh_degree if with_sh else -1,
+            eps2d, near_plane, far_plane, radius_clip)
+    return radii, means2d, depths, conics, (colors if with_sh else None)

@@ -1,0 +1,73 @@
+"""Steps from the scene (``reconstruction.fit.scheduled``), convergence-based stopping, and `mvgen bench fit-real`
+on a tiny procedural scene folder."""
+
+import json
+
+import pytest
+
+from mvgen.cli import main
+from reconstruction.fit import FitConfig, _converged, fit, scheduled
+
+
+def test_steps_follow_the_scene_and_an_override_wins():
+    cfg = FitConfig()  # the shipped preset's defaults: steps 0 = from the scene
+    assert cfg.steps == 0
+    assert scheduled(cfg, 4, 128, 128).steps == 300  # an 8-view generated orbit, 4 fitted: steps_min
+    assert scheduled(cfg, 6, 128, 128).steps == 393  # the app's 12 views, 6 fitted
+    assert scheduled(cfg, 80, 100, 100).steps == 3200  # NeRF-synthetic lego at 100², 80 fitted
+    assert scheduled(cfg, 200, 800, 800).steps == cfg.steps_max
+    assert scheduled(FitConfig(steps=123), 80, 100, 100).steps == 123  # --steps is an override
+    assert scheduled(cfg, 80, 100, 100).refine_every == 100
+    assert scheduled(cfg, 150, 100, 100).refine_every == 150  # each densification has seen every view
+    assert scheduled(FitConfig(batch_views=2), 150, 100, 100).refine_every == 100
+
+
+def test_fit_with_auto_steps_runs_the_scheduled_count(blob_views):
+    images, cams = blob_views
+    cfg = FitConfig(steps_per_mpx=2000.0, steps_min=5, init_points=300, early_stop_tol=0.0)
+    res = fit(images[:4], cams[[0, 1, 2, 3]], cfg, backend="cpu")
+    expected = round(2000.0 * 4 * 32 * 32 / 1e6)  # 8 steps
+    assert res.steps == expected == res.config.steps == len(res.losses)
+
+
+def test_convergence_stop_waits_for_a_flat_window():
+    falling = [1.0 - 0.001 * i for i in range(400)]
+    flat = [0.5] * 400
+    assert not _converged(falling, 399, refine_stop=100, tol=1e-3, window=100)  # still improving 2.5% per window
+    assert _converged(flat, 399, refine_stop=100, tol=1e-3, window=100)
+    assert not _converged(flat, 299, refine_stop=100, tol=1e-3, window=100)  # needs 2 windows after densifying
+    assert not _converged(flat, 399, refine_stop=100, tol=1e-3, window=200)
+    assert not _converged(flat, 399, refine_stop=100, tol=0.0, window=100)  # 0 disables
+
+
+@pytest.fixture(scope="module")
+def scene_dir(blob_views_dir):
+    return blob_views_dir
+
+
+def test_bench_fit_real_rows(scene_dir, tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    code = main(["bench", "fit-real", str(scene_dir), "--steps", "4,auto", "--holdout", "every-4", "--no-lpips",
+                 "--set", "steps_per_mpx=3000", "--set", "steps_min=5", "--set", "init_points=300",
+                 "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    assert [r["steps"] for r in rows] == ["4", "auto"]
+    assert rows[0]["steps_run"] == 4
+    assert rows[1]["steps_run"] == scheduled(FitConfig(steps_per_mpx=3000.0, steps_min=5), 6, 32, 32).steps == 18
+    for r in rows:
+        assert r["cpu_s"] > 0 and r["wall_s"] > 0 and r["gaussians"] > 0
+        assert 5.0 < r["heldout_psnr"] < 100.0 and 0.0 < r["heldout_ssim"] <= 1.0
+    assert data["config"]["init_points"] == 300
+    printed = capsys.readouterr().out
+    assert "| steps | steps_run | cpu_s |" in printed and "6 fitted views at 32x32, 2 held out" in printed
+
+
+def test_bench_fit_real_bad_input(scene_dir, capsys):
+    assert main(["bench", "fit-real", str(scene_dir), "--steps", "ten", "--no-lpips"]) == 2
+    assert "--steps must be a comma list" in capsys.readouterr().err
+    assert main(["bench", "fit-real", str(scene_dir), "--set", "prune_opacity", "--no-lpips"]) == 2
+    assert "FIELD=VALUE" in capsys.readouterr().err
+    assert main(["bench", "fit-real", str(scene_dir), "--set", "stepz=3", "--no-lpips"]) == 2
+    assert "unknown fit config field" in capsys.readouterr().err
