@@ -68,25 +68,38 @@ class ViewGenerator:
     def device(self):
         return self.pipe.device
 
+    @property
+    def output_sizes(self) -> tuple[int, ...]:
+        """The view sizes this model makes: its native one, and twice it when it has a 2x decoder."""
+        return self.pipe.output_sizes
+
     def __call__(self, prompt: str, views: int | None = None, elevation: float | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
-                 cameras=None) -> GeneratedViews:
-        """Views of ``prompt`` on an orbit of ``views`` cameras at ``elevation`` degrees (or under ``cameras``,
-        ``mvgen.cameras.Cameras``); unset settings come from the config. ValueError naming a bad field."""
+                 cameras=None, output_size: int | None = None, rings=None) -> GeneratedViews:
+        """Views of ``prompt`` on an orbit of ``views`` cameras at ``elevation`` degrees, or on several ``rings``
+        (elevations such as ``(10, 30)`` or "10,30": views taken in pairs from ring to ring; not with
+        ``elevation``), or under ``cameras`` (``mvgen.cameras.Cameras``); ``output_size`` px square (one of
+        ``output_sizes``); unset settings come from the config. ValueError naming a bad field."""
         from mvgen.generate import sample_views, vocabulary_warning
-        from mvgen.settings import CLI_RANGES, check_prompt, check_run_settings
+        from mvgen.settings import CLI_RANGES, check_prompt, check_rings, check_run_settings, pick_rings
 
         cfg = self.config.with_overrides(**CLI_RANGES)
         prompt = check_prompt(prompt)
+        rings = pick_rings(elevation, rings)
+        if cameras is not None:  # the cameras fix every view's elevation: the config's rings do not apply
+            if check_rings(rings):
+                raise ValueError("rings: give cameras or rings, not both (the cameras fix every view's elevation)")
+            rings = ""
         s = check_run_settings(cfg, *(v if v is not None else getattr(cfg, k) for k, v in (
             ("views", views), ("elevation", elevation), ("steps", steps), ("guidance", guidance), ("seed", seed),
-            ("recon_steps", None))))
+            ("recon_steps", None))), output_size=output_size, output_sizes=self.output_sizes, rings=rings)
         warning = vocabulary_warning(prompt, self.model_path)
         if warning:
             self.warnings.append(warning)
         images, cams, manifest = sample_views(
             self.pipe, prompt, views=s["views"], elevation=s["elevation"], steps=s["steps"], guidance=s["guidance"],
-            seed=s["seed"], cameras=cameras, model_path=self.model_path, autocast=cfg.autocast())
+            seed=s["seed"], cameras=cameras, model_path=self.model_path, autocast=cfg.autocast(),
+            output_size=s["output_size"], rings=s["rings"])
         return GeneratedViews(prompt, images, cams, manifest)
 
 
@@ -132,11 +145,14 @@ def reconstruct(views, out: str | os.PathLike, steps: int | None = None, seed: i
 def text_to_3d(prompt: str, out: str | os.PathLike, views: int | None = None, steps: int | None = None,
                recon_steps: int | None = None, seed: int | None = None, model: str | os.PathLike | None = None,
                device: str | None = None, config: str | os.PathLike | None = None, views_only: bool = False,
-               overwrite: bool = False, progress=None, generator: ViewGenerator | None = None):
+               overwrite: bool = False, progress=None, generator: ViewGenerator | None = None,
+               output_size: int | None = None, rings=None):
     """The whole job (`mvgen run`): prompt -> views -> Gaussians (scored on held-out views, then fitted on all)
     -> ``out``: views/, views.zip, scene.ply / .splat / .glb / .mp4 / .gif, metrics.json, heatmaps. Unset settings
-    come from the config; ``generator`` reuses a loaded ``ViewGenerator`` (else ``model`` is loaded on ``device``).
-    Returns ``mvgen.job.RunResult``."""
+    come from the config; ``generator`` reuses a loaded ``ViewGenerator`` (else ``model`` is loaded on ``device``);
+    ``output_size``: the views' size (``ViewGenerator.output_sizes``; the fit runs at it); ``rings``: several
+    elevations instead of the config's one (``(10, 30)`` or "10,30": views taken in pairs from ring to ring, so the
+    fitted and the held-out views each cover every ring; "": one ring). Returns ``mvgen.job.RunResult``."""
     from mvgen.job import run_prompt
     from mvgen.settings import CLI_RANGES, check_prompt, check_run_settings
 
@@ -145,7 +161,7 @@ def text_to_3d(prompt: str, out: str | os.PathLike, views: int | None = None, st
     cfg = cfg.with_overrides(**CLI_RANGES)
     settings = check_run_settings(cfg, *(v if v is not None else getattr(cfg, k) for k, v in (
         ("views", views), ("elevation", None), ("steps", steps), ("guidance", None), ("seed", seed),
-        ("recon_steps", recon_steps))))
+        ("recon_steps", recon_steps))), output_size=output_size, output_sizes=gen.output_sizes, rings=rings)
     return run_prompt(gen.pipe, check_prompt(prompt), out, cfg, settings, gen.model_path, views_only, progress,
                       overwrite)
 

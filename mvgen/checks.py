@@ -32,6 +32,29 @@ def check_seed(seed, name: str = "seed") -> int:
     return check_int(name, seed, 0, MAX_SEED)
 
 
+def check_output_size(value, sizes: tuple[int, ...] | None = None) -> int | None:
+    """The views' size in px a generation asks for: None (also "" and "native": the model's native size) or a whole
+    number ("256" from a flag or the app's dropdown, 256.0 from JSON); with ``sizes`` (a model's output sizes, native
+    first: ``PTDiTMultiViewPipeline.output_sizes``, ``mvgen.job.model_output_sizes``) one of them. ValueError naming
+    ``output_size``, and naming the missing 2x decoder when twice the native size is asked of a model without it."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "native")):
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValueError(f"output_size must be a whole number of pixels (e.g. 256), got {short_repr(value)}") \
+                from None
+    size = check_int("output_size", value, 1)
+    if sizes and size not in sizes:
+        if len(sizes) == 1 and size == 2 * sizes[0]:
+            raise ValueError(f"output_size {size} needs a 2x decoder (decoder_2x), which this model does not have: it "
+                             f"makes {sizes[0]} px views only (train one with configs/vae_decoder_256.yaml, add it "
+                             f"with `mvgen export-model --decoder-2x`)")
+        raise ValueError(f"output_size must be {' or '.join(map(str, sizes))} for this model, got {size}")
+    return size
+
+
 def short_repr(value, limit: int = 60) -> str:
     """repr of a user value cut to ``limit`` characters (a 5000-digit number stays one readable line). Containers
     are written only to a few levels and items (``reprlib``): a YAML alias bomb (lists of lists of the same list,

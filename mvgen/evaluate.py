@@ -5,6 +5,10 @@ any camera. Each caption gets its own random orbit rig (elevation 0–40°, rand
 camera conditioning is tested too. Scores: PSNR, SSIM, LPIPS (averaged over views, then captions) and
 ``retrieval_top1``: the fraction of prompts whose generated views are nearer (LPIPS) to their own caption's
 ground truth than to any other caption's ground truth rendered at the same cameras.
+
+``output_size`` twice the native size (a model with a 2x decoder): the ground truth is rendered at that size, the
+views are decoded by the 2x decoder, and the same latents' native decode, bicubic-upsampled to that size, is
+scored against the same truth (``upsampled_native``: what the 2x decoder has to beat).
 """
 
 from __future__ import annotations
@@ -55,28 +59,34 @@ def retrieval_distances(lpips_fn, gen, meshes: list, captions: list[str], camera
 
 
 def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 20, guidance: float = 3.0,
-                        seed: int = 0, out: Path | None = None, progress=None) -> dict:
+                        seed: int = 0, out: Path | None = None, progress=None, output_size: int | None = None) -> dict:
     import torch
 
     from mvgen.checks import check_seed
-    from mvgen.metrics import get_lpips, psnr, ssim
+    from mvgen.metrics import get_lpips
 
     check_seed(seed)  # seeds every caption's rig (numpy) and generator (torch): 0..2**63-1
+    size = pipe.image_size if output_size is None else pipe.check_output_size(output_size)
     lpips_fn = get_lpips()
     lpips_impl = lpips_fn.impl
-    size = pipe.image_size
     rigs = [eval_rig(i, views, size, seed) for i in range(len(captions))]
     rows, gens, t_gen = [], [], 0.0
     for i, (cap, rig) in enumerate(zip(captions, rigs)):
         t0 = time.time()
-        gen = pipe(cap, cameras=rig, num_inference_steps=steps, guidance_scale=guidance, output_type="pt",
-                   generator=torch.Generator().manual_seed(seed + i)).images[0].float()
+        sample = dict(cameras=rig, num_inference_steps=steps, guidance_scale=guidance,
+                      generator=torch.Generator().manual_seed(seed + i))
+        if size == pipe.image_size:
+            gen, native = pipe(cap, output_type="pt", **sample).images[0].float(), None
+        else:  # one sample, both decoders: the 2x decoder's views and the native decode bicubic-upsampled
+            latents = pipe(cap, output_type="latent", **sample).images
+            with torch.no_grad():
+                gen = pipe.decode_latents(latents, size)[0].float()  # (V, 3, size, size)
+                native = upsample(pipe.decode_latents(latents)[0].float(), size)
         t_gen += time.time() - t0
         gt = render_truth(cap, rig)
-        with torch.no_grad():
-            lp = lpips_fn(gen, gt)
-        rows.append({"caption": cap, "psnr": float(psnr(gen, gt).mean()), "ssim": float(ssim(gen, gt).mean()),
-                     "lpips": float(lp.mean())})
+        rows.append({"caption": cap, **_scores(lpips_fn, gen, gt)})
+        if native is not None:
+            rows[-1]["upsampled_native"] = _scores(lpips_fn, native, gt)
         gens.append(gen)
         if out is not None:
             from mvgen.imageutil import grid, save_png
@@ -95,10 +105,36 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
         j = int(retrieval_distances(lpips_fn, gen, meshes, captions, rigs[i]).argmin())
         rows[i]["retrieved"] = captions[j]
         hits += j == i
-    mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
-    return {"n": len(captions), "views": views, "image_size": size, "steps": steps, "guidance": guidance,
-            "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips"), "lpips_impl": lpips_impl,
-            "retrieval_top1": hits / len(captions), "seconds_per_prompt": t_gen / len(captions), "per_caption": rows}
+    mean = lambda k, rs=rows: float(np.mean([r[k] for r in rs]))  # noqa: E731
+    report = {"n": len(captions), "views": views, "image_size": size, "native_size": pipe.image_size,
+              "decoder": "vae" if size == pipe.image_size else "decoder_2x", "steps": steps, "guidance": guidance,
+              "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips"), "lpips_impl": lpips_impl,
+              "retrieval_top1": hits / len(captions), "seconds_per_prompt": t_gen / len(captions)}
+    if size != pipe.image_size:
+        native = [r["upsampled_native"] for r in rows]
+        report["upsampled_native"] = {"what": f"the native {pipe.image_size}² decode of the same latents, bicubic "
+                                              f"to {size}², vs the same truth",
+                                      **{k: mean(k, native) for k in ("psnr", "ssim", "lpips")}}
+    report["per_caption"] = rows
+    return report
+
+
+def _scores(lpips_fn, gen, gt) -> dict:
+    """Mean PSNR, SSIM and LPIPS of views ``gen`` vs ``gt`` [V,3,H,W] in [0,1]."""
+    import torch
+
+    from mvgen.metrics import psnr, ssim
+
+    with torch.no_grad():
+        lp = lpips_fn(gen, gt)
+    return {"psnr": float(psnr(gen, gt).mean()), "ssim": float(ssim(gen, gt).mean()), "lpips": float(lp.mean())}
+
+
+def upsample(images, size: int):
+    """[V,3,h,w] in [0,1] -> [V,3,size,size], bicubic (clamped to [0,1]): the baseline a 2x decoder must beat."""
+    import torch.nn.functional as F
+
+    return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def add_sampling_arguments(p) -> None:
@@ -120,6 +156,8 @@ def register(sub) -> None:
                    help="heldout = colour x category pairs never seen in training")
     g.add_argument("--limit", type=int, default=24, help="number of captions")
     add_sampling_arguments(g)
+    g.add_argument("--output-size", help="views' size in px: native (default) or twice it with the model's 2x decoder "
+                   "(truth rendered at that size; the native decode bicubic-upsampled is scored beside it)")
     g.add_argument("--json", help="write the report here")
     g.add_argument("--grids", help="folder for generated-vs-truth grid PNGs")
     g.set_defaults(func=_run)
@@ -135,10 +173,13 @@ def register(sub) -> None:
 def _run(args) -> int:
     from tqdm.auto import tqdm
 
+    from mvgen.checks import check_output_size
     from mvgen.data.captions import example_captions
     from mvgen.fileio import check_output_file
-    from mvgen.generate import load_pipeline
+    from mvgen.generate import default_model_path, load_pipeline
+    from mvgen.job import model_output_sizes
 
+    check_output_size(args.output_size, model_output_sizes(args.model or default_model_path()))  # before loading
     if args.limit < 2:
         raise ValueError("--limit must be at least 2 (retrieval needs more than one caption)")
     if args.json:  # output paths are checked before the model loads and the prompts run
@@ -152,13 +193,20 @@ def _run(args) -> int:
         Path(args.grids).mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(captions), desc=f"evaluate {args.split}")
     rep = evaluate_generation(pipe, captions, args.views, args.steps, args.guidance, args.seed,
-                              Path(args.grids) if args.grids else None, progress=lambda i, n: bar.update(1))
+                              Path(args.grids) if args.grids else None, progress=lambda i, n: bar.update(1),
+                              output_size=check_output_size(args.output_size, pipe.output_sizes))
     bar.close()
     rep.update({"split": args.split, "model": str(path)})
-    print(f"| split | prompts | views | PSNR dB | SSIM | LPIPS ({rep['lpips_impl']}) | retrieval top-1 | s/prompt |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {args.split} | {rep['n']} | {rep['views']} | {rep['psnr']:.2f} | {rep['ssim']:.3f} | {rep['lpips']:.3f} "
-          f"| {100 * rep['retrieval_top1']:.0f}% | {rep['seconds_per_prompt']:.1f} |")
+    print(f"| split | views (px) | prompts | views | PSNR dB | SSIM | LPIPS ({rep['lpips_impl']}) | retrieval top-1 "
+          f"| s/prompt |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {args.split} | {rep['image_size']}² ({rep['decoder']}) | {rep['n']} | {rep['views']} "
+          f"| {rep['psnr']:.2f} | {rep['ssim']:.3f} | {rep['lpips']:.3f} | {100 * rep['retrieval_top1']:.0f}% "
+          f"| {rep['seconds_per_prompt']:.1f} |")
+    if "upsampled_native" in rep:
+        u = rep["upsampled_native"]
+        print(f"| {args.split} | {rep['native_size']}² bicubic to {rep['image_size']}² | {rep['n']} | {rep['views']} "
+              f"| {u['psnr']:.2f} | {u['ssim']:.3f} | {u['lpips']:.3f} | | |")
     if args.json:
         from mvgen.fileio import atomic_write_text
 

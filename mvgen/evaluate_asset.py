@@ -32,6 +32,7 @@ class AssetEvalSettings:
 
     views: int = 8
     elevation: float = 20.0
+    rings: tuple[float, ...] | None = None  # several elevations instead of one (mvgen.rigs.ring_elevations)
     steps: int = 20
     guidance: float = 3.0
     seed: int = 0
@@ -78,7 +79,10 @@ def _generated_views(pipe, caption: str, s: AssetEvalSettings, seed: int, fit_co
     steer = None
     if s.steer is not None and s.steer.mode != "off":
         steer = GaussianSteer(fit_config, s.steer, s.backend)
-    res = pipe(caption, num_views=s.views, elevation=s.elevation, num_inference_steps=s.steps,
+    from mvgen.rigs import ring_elevations
+
+    elevation = ring_elevations(s.views, s.rings) if s.rings else s.elevation
+    res = pipe(caption, num_views=s.views, elevation=elevation, num_inference_steps=s.steps,
                guidance_scale=s.guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
                steer=steer, steer_steps=s.steer.step_indices(s.steps) if steer else (),
                steer_strength=s.steer.strength if steer else 1.0)
@@ -186,6 +190,8 @@ def add_parser(what) -> None:
     p.add_argument("--limit", type=int, default=12, help="number of captions")
     p.add_argument("--views", type=int, default=d.get("views", 8))
     p.add_argument("--elevation", type=float, default=d.get("elevation", 20.0))
+    p.add_argument("--rings", help="several elevations instead of --elevation, e.g. 10,30: views taken in pairs "
+                                   "from ring to ring (mvgen.rigs.ring_elevations)")
     p.add_argument("--steps", type=int, default=d.get("steps", 20), help="denoising steps")
     p.add_argument("--guidance", type=float, default=d.get("guidance", 3.0))
     p.add_argument("--recon-steps", type=int, default=d.get("recon_steps", 400), help="scoring-fit steps")
@@ -223,6 +229,12 @@ def _run(args) -> int:
     if args.recon_steps < 1 or args.asset_steps < 0:
         raise ValueError("--recon-steps must be >= 1 and --asset-steps >= 0")
     steer = SteerSettings(mode=args.steer, at=tuple(args.steer_at))
+    rings = None
+    if args.rings:
+        from mvgen.rigs import ring_elevations
+
+        rings = tuple(ring_elevations(2 * len(args.rings.split(",")), args.rings.split(",")))[::2]
+        ring_elevations(args.views, rings)  # the message names the field
     if args.json:
         check_output_file(args.json, "--json")
     if args.grids and Path(args.grids).exists() and not Path(args.grids).is_dir():
@@ -230,7 +242,7 @@ def _run(args) -> int:
     recon = Path(d.get("recon_config", "configs/reconstruction.yaml"))
     recon = recon if recon.is_absolute() else Path(__file__).resolve().parent.parent / recon
     fit_config = replace(FitConfig.from_yaml(recon), steps=args.recon_steps)
-    settings = AssetEvalSettings(views=args.views, elevation=args.elevation, steps=args.steps,
+    settings = AssetEvalSettings(views=args.views, elevation=args.elevation, rings=rings, steps=args.steps,
                                  guidance=args.guidance, seed=args.seed, asset_steps=args.asset_steps,
                                  holdout=parse_holdout(d.get("holdout", "every-2")), backend=d.get("backend", "auto"),
                                  steer=steer)
@@ -249,3 +261,4 @@ def _run(args) -> int:
     if args.json:
         atomic_write_text(args.json, json.dumps(rep, indent=2))
     return 0
+

@@ -85,34 +85,45 @@ def write_generation(pipe, prompt: str, folder: Path, **generation) -> dict:
 def sample_views(pipe, prompt: str, *, views: int = 8, elevation: float = 20.0, steps: int = 20,
                  guidance: float = 3.0, seed: int = 0, cameras=None, model_path: Path | None = None,
                  callback=None, steer=None, fit_config=None, backend: str = "auto",
-                 autocast: bool | None = None) -> tuple:
+                 autocast: bool | None = None, output_size: int | None = None, rings=None) -> tuple:
     """(views [V,H,W,3] float in [0,1] as a numpy array, their ``Cameras``, the manifest) of one prompt.
 
     ``steer``: ``mvgen.sampling3d.SteerSettings`` of 3D-consistent sampling (None or mode "off": plain sampling),
     fitting Gaussians with ``fit_config`` (``reconstruction.fit.FitConfig``) on ``backend``. Runs on the
-    pipeline's device; the noise is drawn on the CPU from ``seed`` (the same start on every device); ``autocast``:
-    see ``PTDiTMultiViewPipeline.__call__``.
+    pipeline's device; the noise is drawn on the CPU from ``seed`` (the same start on every device); ``autocast``
+    and ``output_size`` (None: native; twice it with the model's 2x decoder): see ``PTDiTMultiViewPipeline.__call__``.
+    ``rings``: several elevations instead of ``elevation`` (``mvgen.settings.check_rings``; views taken in pairs
+    from ring to ring: ``mvgen.rigs.ring_elevations``); the manifest records them and every view's elevation.
     """
     import torch
 
     from mvgen.cameras import orbit_angles
     from mvgen.checks import check_seed
     from mvgen.pipeline import model_hash
+    from mvgen.rigs import ring_elevations
+    from mvgen.settings import check_rings
 
     seed = check_seed(seed)
+    rings = check_rings(rings, views if cameras is None else None)
+    if rings and cameras is not None:
+        raise ValueError("rings: give cameras or rings, not both (the cameras fix every view's elevation)")
     steering = steer_arguments(steer, fit_config, backend, steps)
     t0 = time.time()
-    res = pipe(prompt, cameras=cameras, num_views=views, elevation=elevation, num_inference_steps=steps,
+    per_view = ring_elevations(views, rings) if rings else elevation
+    res = pipe(prompt, cameras=cameras, num_views=views, elevation=per_view, num_inference_steps=steps,
                guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
-               callback_on_step_end=callback, autocast=autocast, **steering)
+               callback_on_step_end=callback, autocast=autocast, output_size=output_size, **steering)
     t_gen = time.time() - t0
     images = res.images[0]
+    azimuths, elevations = orbit_angles(res.cameras)
     manifest = {
-        "prompt": prompt, "seed": seed, "views": len(images), "elevation": elevation, "steps": steps,
+        "prompt": prompt, "seed": seed, "views": len(images), "elevation": None if rings else elevation,
+        "rings": list(rings) if rings else None, "steps": steps,
         "guidance": guidance, "model": str(model_path) if model_path else None,
         "model_hash": model_hash(model_path) if model_path else None, "image_size": int(images.shape[1]),
+        "decoder": "vae" if int(images.shape[1]) == pipe.image_size else "decoder_2x",
         "device": str(pipe.device), "seconds": {"generate": round(t_gen, 3)},
-        "azimuths_deg": [round(a, 1) for a in orbit_angles(res.cameras)[0]],
+        "azimuths_deg": [round(a, 1) for a in azimuths], "elevations_deg": [round(e, 1) for e in elevations],
     }
     if steering:
         manifest["steer"] = {"settings": dataclasses.asdict(steer), "log": steering["steer"].log}
@@ -120,11 +131,14 @@ def sample_views(pipe, prompt: str, *, views: int = 8, elevation: float = 20.0, 
 
 
 def save_views(folder: Path, images: np.ndarray, cameras, manifest: dict) -> None:
-    """views/, transforms.json, grid.png (labelled with the azimuths) and manifest.json into ``folder``."""
+    """views/, transforms.json, grid.png (labelled with the azimuths, and the elevations when the views are on
+    several rings) and manifest.json into ``folder``."""
     from mvgen.imageutil import grid, save_png
 
     write_views(folder, images, cameras)
     labels = [f"az {a:.0f}" for a in manifest["azimuths_deg"]]
+    if manifest.get("rings"):  # several elevations: label each view's
+        labels = [f"{t} el {e:.0f}" for t, e in zip(labels, manifest["elevations_deg"])]
     save_png(grid([list(images)], col_labels=labels), folder / "grid.png")
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
@@ -166,13 +180,17 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even if it is not an earlier output (only once this run has succeeded)")
     p.add_argument("--views", type=int, default=8, help=f"number of orbit views ({VIEWS.low}-{VIEWS.high})")
-    p.add_argument("--elevation", type=float, default=20.0, help="camera elevation in degrees")
+    p.add_argument("--elevation", type=float, help="camera elevation in degrees (default 20; one ring)")
+    p.add_argument("--rings", help="several elevations instead of --elevation, e.g. 10,30: views evenly spaced in "
+                   "azimuth, taken in pairs from ring to ring (default: configs/app.yaml's rings, null = one ring)")
     p.add_argument("--cameras", help="a transforms.json whose cameras to use instead of the orbit")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steer", default="off", help="3D-consistent sampling: off | gaussians (slower; fits Gaussians "
                    "during sampling with the reconstruction settings of configs/app.yaml)")
+    p.add_argument("--output-size", help="views' size in px: the model's native size (default; 128 for the shipped "
+                   "model) or twice it (256), which needs a model with a 2x decoder (decoder_2x)")
     p.add_argument("--model", help="pipeline folder (default: the shipped assets/mvgen-tiny)")
     p.add_argument("--device", help="where to run: auto | cpu | cuda | cuda:K (default: configs/app.yaml, auto = "
                    "CUDA when available)")
@@ -184,28 +202,36 @@ def _run(args) -> int:
     from mvgen.fileio import prepare_output_dir
 
     from mvgen import limits
-    from mvgen.checks import check_seed
-    from mvgen.settings import AppConfig, check_prompt, steer_settings
+    from mvgen.checks import check_output_size, check_seed
+    from mvgen.job import model_output_sizes
+    from mvgen.settings import AppConfig, check_prompt, check_rings, pick_rings, steer_settings
 
     # every argument is checked before the model loads (the pipeline would check some only after loading)
     prompt = check_prompt(args.prompt)
     VIEWS.check_int("views", args.views)
-    limits.CAMERA_ELEVATION.check_number("elevation", args.elevation, "a number of degrees")
+    rings = pick_rings(args.elevation, args.rings, ("--elevation", "--rings"))
+    elevation = 20.0 if args.elevation is None else args.elevation
+    limits.CAMERA_ELEVATION.check_number("elevation", elevation, "a number of degrees")
     limits.STEPS.check_int("steps", args.steps)
     limits.GUIDANCE.check_number("guidance", args.guidance)
     check_seed(args.seed)
     cfg = AppConfig.from_yaml(device=args.device)
     steer = steer_settings(args.steer, cfg.steer)  # refuse a bad mode before the model loads
+    if args.cameras and args.rings is not None:
+        raise ValueError("give --cameras or --rings, not both (the cameras fix every view's elevation)")
+    rings = None if args.cameras else check_rings(cfg.rings if rings is None else rings, args.views)
     fit_config = cfg.fit_config(seed=args.seed) if steer.mode != "off" else None
+    output_size = check_output_size(args.output_size if args.output_size is not None else cfg.output_size,
+                                    model_output_sizes(Path(args.model) if args.model else default_model_path()))
     out = prepare_output_dir(args.out, "generate", args.overwrite)  # refuse before the model loads
     cameras = read_transforms(args.cameras)[0] if args.cameras else None
     pipe, path = load_pipeline(args.model, cfg.device)
     warn = vocabulary_warning(prompt, path)
     if warn:
         print(f"warning: {warn}", file=sys.stderr)
-    m = generate_to_folder(pipe, prompt, out, views=args.views, elevation=args.elevation,
+    m = generate_to_folder(pipe, prompt, out, views=args.views, elevation=elevation,
                            steps=args.steps, guidance=args.guidance, seed=args.seed, cameras=cameras,
                            model_path=path, overwrite=args.overwrite, steer=steer, fit_config=fit_config,
-                           backend=cfg.backend, autocast=cfg.autocast())
+                           backend=cfg.backend, autocast=cfg.autocast(), output_size=output_size, rings=rings)
     print(f"wrote {out}: {m['views']} views in {m['seconds']['generate']:.1f} s (grid: {out / 'grid.png'})")
     return 0

@@ -117,6 +117,22 @@ def model_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def model_output_sizes(path: str | os.PathLike) -> tuple[int, ...]:
+    """The view sizes the saved pipeline at ``path`` makes, read from its config files (nothing is loaded): the
+    native size (transformer sample_size x the VAE's downsampling), and twice it when model_index.json names a 2x
+    decoder (``decoder_2x``); () when the folder cannot be read (loading it then says why)."""
+    path = Path(path)
+    try:
+        index = json.loads((path / "model_index.json").read_text())
+        latent = json.loads((path / "transformer" / "config.json").read_text())["sample_size"]
+        levels = len(json.loads((path / "vae" / "config.json").read_text())["block_out_channels"])
+        native = int(latent) * 2 ** (levels - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+    entry = index.get("decoder_2x") if isinstance(index, dict) else None
+    return (native, 2 * native) if isinstance(entry, list) and entry and entry[0] is not None else (native,)
+
+
 def load_model(path: str | os.PathLike, device=None):
     """(pipeline with its progress bar off, path) via ``mvgen.generate.load_pipeline``, on ``device``
     (``mvgen.device``: None / "auto" = CUDA when available, else CPU).
@@ -155,7 +171,10 @@ def generate_stage(pipe, prompt: str, out: Path, settings: dict, fit_config, bac
                    model_path: Path | None, progress: StageProgress) -> Views:
     """Views of ``prompt`` into ``out`` (an existing folder being built), with a progress update per denoising
     step; ``settings["steer"]`` turns on 3D-consistent sampling (fitting with ``fit_config`` on ``backend``);
-    ``settings.get("autocast")``: ``AppConfig.autocast()``. Runs on the pipeline's device."""
+    ``settings.get("autocast")``: ``AppConfig.autocast()``; ``settings.get("output_size")``: the views' size (None:
+    the model's native size); ``settings.get("rings")``: several elevations instead of ``settings["elevation"]``
+    (views taken in pairs from ring to ring, ``mvgen.rigs.ring_elevations``; None: one ring). Runs on the
+    pipeline's device."""
     from mvgen.cameras import load_views
     from mvgen.generate import write_generation
 
@@ -169,7 +188,8 @@ def generate_stage(pipe, prompt: str, out: Path, settings: dict, fit_config, bac
     manifest = write_generation(pipe, prompt, out, views=settings["views"], elevation=settings["elevation"],
                                 steps=steps, guidance=settings["guidance"], seed=settings["seed"],
                                 model_path=model_path, callback=on_step, steer=settings["steer"],
-                                fit_config=fit_config, backend=backend, autocast=settings.get("autocast"))
+                                fit_config=fit_config, backend=backend, autocast=settings.get("autocast"),
+                                output_size=settings.get("output_size"), rings=settings.get("rings"))
     zip_views(out, out / "views.zip")
     progress("generate", 1.0, "views done")
     posed = load_views(out)

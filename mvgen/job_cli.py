@@ -56,11 +56,16 @@ def register_run(subparsers) -> None:
                    help="replace --out even if it is not an earlier output (only once this run has succeeded)")
     p.add_argument("--views", type=int,
                    help=f"orbit views, {RUN_VIEWS.low}-{RUN_VIEWS.high} (default: configs/app.yaml)")
-    p.add_argument("--elevation", type=float, help="camera elevation in degrees")
+    p.add_argument("--elevation", type=float, help="camera elevation in degrees (one ring; default: configs/app.yaml)")
+    p.add_argument("--rings", help="several elevations instead of --elevation, e.g. 10,30: views evenly spaced in "
+                   "azimuth, taken in pairs from ring to ring, 2 views per ring at least (default: configs/app.yaml's "
+                   "rings, null = one ring)")
     p.add_argument("--steps", type=int, help="denoising steps")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--steer", help="3D-consistent sampling: off | gaussians (slower; default: configs/app.yaml)")
+    p.add_argument("--output-size", help="views' size in px: the model's native size (default; 128 for the shipped "
+                   "model) or twice it (256), which needs a model with a 2x decoder (decoder_2x)")
     p.add_argument("--recon-steps", type=int, help="reconstruction (fitting) steps")
     p.add_argument("--views-only", action="store_true", help="stop after the views (no 3D stages)")
     p.add_argument("--backend", choices=BACKENDS, help="rasterizer backend")
@@ -93,25 +98,29 @@ def run_prompts(args) -> int:
     import torch
 
     from mvgen.batch import Processes, batch_key, run_batch
+    from mvgen.checks import check_output_size
     from mvgen.device import resolve_device
     from mvgen.fileio import prepare_output_dir
     from mvgen.generate import default_model_path, vocabulary_warning
-    from mvgen.job import load_model, model_problem, run_prompt, summary_line
+    from mvgen.job import load_model, model_output_sizes, model_problem, run_prompt, summary_line
     from mvgen.pipeline import model_hash
-    from mvgen.settings import CLI_RANGES, DEFAULT_CONFIG, AppConfig, check_prompt, check_run_settings
+    from mvgen.settings import CLI_RANGES, DEFAULT_CONFIG, AppConfig, check_prompt, check_run_settings, pick_rings
 
     if (args.prompt is None) == (args.prompts is None):
         raise ValueError("give either a prompt or --prompts FILE (not both)")
     prompts = [check_prompt(args.prompt)] if args.prompt is not None else read_prompts(args.prompts)
+    rings = pick_rings(args.elevation, args.rings, ("--elevation", "--rings"))
     cfg = AppConfig.from_yaml(args.config or DEFAULT_CONFIG, **CLI_RANGES)
     settings = check_run_settings(cfg, *(v if v is not None else getattr(cfg, k) for k, v in (
         ("views", args.views), ("elevation", args.elevation), ("steps", args.steps), ("guidance", args.guidance),
-        ("seed", args.seed), ("recon_steps", args.recon_steps))), steer=args.steer)
+        ("seed", args.seed), ("recon_steps", args.recon_steps))), steer=args.steer, output_size=args.output_size,
+        rings=rings)
     cfg = cfg.with_overrides(backend=args.backend, video_frames=args.video_frames, device=args.device)
     device = resolve_device(cfg.device)  # a missing GPU is one line naming --device, before anything loads
     if not args.views_only or settings["steer"].mode != "off":
         cfg.fit_config(settings["recon_steps"])  # a broken preset fails before the model loads
     model_path = Path(args.model) if args.model else default_model_path()
+    check_output_size(settings["output_size"], model_output_sizes(model_path))  # the model's sizes, before it loads
 
     if args.prompts is not None:
         def check():

@@ -34,6 +34,7 @@ class Range:
 VIEWS = Range(1, 32)  # views of one sample: attention cost grows with V² and the model saw 4-8 views per sample
 RUN_VIEWS = Range(2, 32)  # views of a text-to-3D run: the consistency score needs one fitted and one held-out view
 ELEVATION = Range(-60.0, 60.0)  # degrees a run accepts: the shipped model saw 0..40; beyond ±60 it shows no object
+RINGS = Range(1, 4)  # elevation rings of a run (each inside ELEVATION; mvgen.rigs.ring_elevations takes 1..4)
 CAMERA_ELEVATION = Range(-89.0, 89.0)  # any orbit rig (cameras, the dataset): look_at has no "up" at ±90
 STEPS = Range(1, 1000)  # denoising steps: the scheduler has 1000 training timesteps
 GUIDANCE = Range(0.0, 20.0)  # classifier-free guidance: past ~10 the tiny model's colours saturate

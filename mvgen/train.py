@@ -406,11 +406,13 @@ def _run(args) -> int:
 
 
 def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16", vae: str | Path | None = None,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, decoder_2x: str | Path | None = None) -> Path:
     """Copy a checkpoint's pipeline folder to ``dst`` with the transformer and VAE weights stored in ``dtype``
     (the shipped model keeps its files small this way; loading casts back to float32). ``vae``: an AutoencoderKL
     folder to ship instead of the checkpoint's, allowed only with the same encoder (a decoder fine-tune, see
-    configs/vae_decoder.yaml): the transformer was trained on that encoder's latents. A ``training/`` folder already
+    configs/vae_decoder.yaml): the transformer was trained on that encoder's latents. ``decoder_2x``: an
+    ``UpDecoder2x`` folder (`mvgen train-vae` with configs/vae_decoder_256.yaml) to add as the 2x decoder (replacing
+    one ``src`` has), refused when it decodes latents of another channel count. A ``training/`` folder already
     in ``dst`` (configs, curves, reports) is kept. An existing ``dst`` is replaced (built under a temporary name,
     renamed when complete) only if it is an earlier export, or with ``overwrite``."""
     import shutil
@@ -424,9 +426,14 @@ def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16", v
     pipe = PTDiTMultiViewPipeline.from_pretrained(src)
     if vae is not None:
         pipe.vae = _same_latents_vae(pipe.vae, vae)
+    if decoder_2x is not None:
+        from mvgen.decoder_2x import load_decoder_2x
+
+        pipe.register_modules(decoder_2x=load_decoder_2x(decoder_2x, pipe.vae))
     dt = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
-    pipe.transformer.to(dt)
-    pipe.vae.to(dt)
+    for model in (pipe.transformer, pipe.vae, pipe.decoder_2x):
+        if model is not None:
+            model.to(dt)
     with build_output_dir(dst, "export-model", overwrite, flag="DST", accept=_is_earlier_export) as tmp:
         pipe.save_pretrained(tmp)
         if (dst / "training").is_dir():
@@ -477,6 +484,8 @@ def register_export(sub) -> None:
                    "its training/ folder is kept)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
     p.add_argument("--vae", help="ship this AutoencoderKL instead (a decoder fine-tune of the checkpoint's VAE)")
+    p.add_argument("--decoder-2x", dest="decoder_2x", help="add this 2x decoder (an UpDecoder2x folder from `mvgen "
+                   "train-vae --config configs/vae_decoder_256.yaml`): the model can then make views twice its size")
     p.add_argument("--overwrite", action="store_true",
                    help="replace DST even if it is not an earlier export (only once the export has succeeded)")
-    p.set_defaults(func=lambda a: print(export_pipeline(a.src, a.dst, a.dtype, a.vae, a.overwrite)) or 0)
+    p.set_defaults(func=lambda a: print(export_pipeline(a.src, a.dst, a.dtype, a.vae, a.overwrite, a.decoder_2x)) or 0)

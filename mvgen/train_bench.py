@@ -11,7 +11,10 @@ from pathlib import Path
 
 
 def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], eval_limit: int, eval_steps: int,
-                 seed: int = 0, **overrides) -> list[dict]:
+                 seed: int = 0, mediator_schedules: tuple[str, ...] = (), **overrides) -> list[dict]:
+    """Train each variant (resuming a run folder that exists), score it on held-out captions; for ``mediator`` also
+    one row per sampling schedule in ``mediator_schedules`` (same model, captions and seeds; see
+    ``PTDiTTransformer3DModel.set_mediator_schedule``)."""
     from mvgen.data.captions import example_captions
     from mvgen.evaluate import evaluate_generation
     from mvgen.pipeline import PTDiTMultiViewPipeline
@@ -35,13 +38,21 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
         tail = [float(r["loss"]) for r in log[-max(1, len(log) // 10):]]
         pipe = PTDiTMultiViewPipeline.from_pretrained(final)
         pipe.set_progress_bar_config(disable=True)
-        rep = evaluate_generation(pipe, example_captions("heldout", eval_limit, seed=seed), steps=eval_steps, seed=seed)
         shared = out / variant / "latent_cache.safetensors"
-        rows.append({"attention_type": variant, "steps": steps, "params": sum(p.numel() for p in pipe.transformer.parameters()),
-                     "s_per_step": float(log[-1]["time"]) / int(log[-1]["step"]),
-                     "run_s": seconds, "final_loss": sum(tail) / len(tail), "psnr": rep["psnr"],
-                     "ssim": rep["ssim"], "lpips": rep["lpips"], "lpips_impl": rep["lpips_impl"],
-                     "retrieval_top1": rep["retrieval_top1"], "sample_s_per_prompt": rep["seconds_per_prompt"]})
+        row = {"attention_type": variant, "steps": steps, "params": sum(p.numel() for p in pipe.transformer.parameters()),
+               "s_per_step": float(log[-1]["time"]) / int(log[-1]["step"]),
+               "run_s": seconds, "final_loss": sum(tail) / len(tail), "mediator_schedule": None}
+        schedules = [None] + (list(mediator_schedules) if variant == "mediator" else [])
+        for schedule in schedules:
+            if variant == "mediator":
+                pipe.transformer.set_mediator_schedule(schedule)
+            rep = evaluate_generation(pipe, example_captions("heldout", eval_limit, seed=seed), steps=eval_steps,
+                                      seed=seed)
+            label = str(schedule) if schedule is not None else (f"{max(pipe.transformer.config.mediator_counts)}"
+                                                           if variant == "mediator" else None)
+            rows.append({**row, "mediator_schedule": label, "psnr": rep["psnr"], "ssim": rep["ssim"],
+                         "lpips": rep["lpips"], "lpips_impl": rep["lpips_impl"],
+                         "retrieval_top1": rep["retrieval_top1"], "sample_s_per_prompt": rep["seconds_per_prompt"]})
     _plot(out, variants)
     return rows
 
@@ -95,6 +106,9 @@ def register(sub) -> None:
     p.add_argument("--variants", nargs="+", default=["proxy", "full"], choices=["proxy", "full", "spatial_temporal", "mediator", "pswa"])
     p.add_argument("--eval-limit", type=int, default=12, help="held-out captions scored per variant")
     p.add_argument("--eval-steps", type=int, default=20, help="sampling steps for the evaluation")
+    p.add_argument("--mediator-schedules", nargs="*", default=[], metavar="SCHEDULE",
+                   help="extra evaluation rows of the mediator model, one per sampling schedule: a count n, 'even' "
+                        "or 't:n,...,0:n' (e.g. 700:4,0:16); the first mediator row uses the largest trained count")
     p.add_argument("--json", help="write the rows here")
     p.set_defaults(func=_run)
 
@@ -102,12 +116,25 @@ def register(sub) -> None:
 def _run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = run_ablation(args.config, out, args.steps, args.variants, args.eval_limit, args.eval_steps)
-    print(f"| attention | params | steps | s/step | final loss | PSNR dB | SSIM | LPIPS ({rows[0]['lpips_impl']}) "
+    if args.mediator_schedules and "mediator" not in args.variants:
+        raise ValueError("--mediator-schedules needs 'mediator' among --variants")
+    if args.mediator_schedules:  # refuse a bad schedule before hours of training
+        from mvgen.models.mediator import parse_mediator_schedule
+        from mvgen.models.ptdit import PTDiTTransformer3DModel
+        from mvgen.train import TrainConfig
+        from mvgen.trainutil import load_config
+
+        cfg = load_config(TrainConfig, args.config)
+        counts = cfg.model.get("mediator_counts") or PTDiTTransformer3DModel.from_preset(cfg.preset).config.mediator_counts
+        for s in args.mediator_schedules:
+            parse_mediator_schedule(int(s) if s.isdigit() else s, counts)
+    rows = run_ablation(args.config, out, args.steps, args.variants, args.eval_limit, args.eval_steps,
+                        mediator_schedules=tuple(int(s) if s.isdigit() else s for s in args.mediator_schedules))
+    print(f"| attention | mediators | params | steps | s/step | final loss | PSNR dB | SSIM | LPIPS ({rows[0]['lpips_impl']}) "
           f"| retrieval top-1 | sample s/prompt |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['attention_type']} | {r['params'] / 1e6:.1f}M | {r['steps']} | {r['s_per_step']:.2f} | "
+        print(f"| {r['attention_type']} | {r['mediator_schedule'] or '-'} | {r['params'] / 1e6:.1f}M | {r['steps']} | {r['s_per_step']:.2f} | "
               f"{r['final_loss']:.4f} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['lpips']:.3f} | "
               f"{100 * r['retrieval_top1']:.0f}% | {r['sample_s_per_prompt']:.1f} |")
     print(f"loss curves: {out / 'loss_curves.png'}")

@@ -37,6 +37,9 @@ class VAETrainConfig:
     init_from: str | None = None  # an AutoencoderKL folder to start from (its architecture replaces the fields above)
     train_encoder: bool = True  # false: only the decoder learns (needs init_from); latents, and so a transformer
     #                             trained on them, stay valid (configs/vae_decoder.yaml)
+    decoder_scale: int = 1  # 2: train a 2x decoder of init_from (mvgen/decoder_2x.py) on renders at `resolution`,
+    #                         its frozen encoder seeing them at half that (configs/vae_decoder_256.yaml)
+    train_views: int = 0  # decoder_scale 2: a random subset of this many training views (0: all of them)
 
     def __post_init__(self):
         """ValueError naming the field for settings that would crash later or train nothing (steps 0)."""
@@ -46,6 +49,7 @@ class VAETrainConfig:
                      "latent_channels", "log_every", "save_every", "eval_views"):
             check_int(name, getattr(self, name), 1)
         check_seed(self.seed)
+        check_int("train_views", self.train_views, 0)
         for name, low in (("lr", 0.0), ("kl_weight", None), ("mse_weight", None)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
@@ -53,6 +57,10 @@ class VAETrainConfig:
                 raise ValueError(f"{name} must be a finite number {'> 0' if low is not None else '>= 0'}, got {v!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16", "fp8"):
             raise ValueError(f"mixed_precision must be no, fp16, bf16 or fp8, got {self.mixed_precision!r}")
+        check_int("decoder_scale", self.decoder_scale, 1, 2)
+        if self.decoder_scale == 2 and (self.train_encoder or not self.init_from):
+            raise ValueError("decoder_scale 2 trains a 2x decoder of a trained VAE: set init_from (its folder) and "
+                             "train_encoder: false")
 
 
 def build_vae(cfg: VAETrainConfig):
@@ -97,6 +105,34 @@ def psnr_01(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
+def save_model_folder(model, final: Path) -> Path:
+    """``model.save_pretrained`` (safetensors) into ``final``: written beside it first, then renamed over it, so an
+    interrupted save never leaves a half-written folder under the final name."""
+    import shutil
+
+    tmp = final.with_name(".tmp-" + final.name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def optimizer_step(acc, model, opt, sched, loss, step: int) -> None:
+    """One update of a train-vae run (the VAE, or the 2x decoder): refuse a non-finite loss, backward, clip the
+    gradient norm to 1, step the optimizer and the lr schedule."""
+    import torch
+
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"train-vae: loss became {loss.item()} at step {step}; lower lr")
+    acc.backward(loss)
+    acc.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     import torch
 
@@ -106,6 +142,10 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
 
     from mvgen.trainutil import LossLog, dump_config, resume_state, save_checkpoint
 
+    if cfg.decoder_scale == 2:
+        from mvgen.decoder_2x import train_decoder_2x
+
+        return train_decoder_2x(cfg, resume)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.crop % 2 ** (len(cfg.block_out_channels) - 1) or cfg.crop > cfg.resolution:
@@ -115,7 +155,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     train = load_views_tensor(cfg.data, "train", cfg.resolution)
     vae = _initial_vae(cfg)
     opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps))
     vae, opt, sched = acc.prepare(vae, opt, sched)
     step = resume_state(acc, out, resume)
     dump_config(cfg, out / "config.yaml")
@@ -136,13 +176,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
         mse = ((rec - x) ** 2).mean()
         kl = post.kl().mean() / x[0].numel()
         loss = l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"train-vae: loss became {loss.item()} at step {step}; lower lr")
-        acc.backward(loss)
-        acc.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(acc, vae, opt, sched, loss, step)
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
@@ -154,6 +188,11 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     bar.close()
     vae = acc.unwrap_model(vae).float().eval()
     return finish(vae, cfg, train)
+
+
+def warmup_cosine(steps: int):
+    """The learning-rate factor at step s: a 100-step linear warmup, then a cosine from 1 to 0 at ``steps``."""
+    return lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
 
 
 def _initial_vae(cfg: VAETrainConfig):
@@ -204,21 +243,14 @@ def finish(vae, cfg: VAETrainConfig, train: torch.Tensor) -> Path:
     report = {"psnr": psnr_01((rec + 1) / 2, (held + 1) / 2), "split": split, "views": len(held),
               "resolution": cfg.resolution, "scaling_factor": vae.config.scaling_factor,
               "params": sum(p.numel() for p in vae.parameters()), "decode_ms_per_view": 1000 * (time.time() - t) / len(held)}
-    final = out / "vae"
-    tmp = out / ".tmp-vae"
-    vae.save_pretrained(tmp, safe_serialization=True)
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
-    tmp.rename(final)
+    final = save_model_folder(vae, out / "vae")
     atomic_write_text(out / "vae_report.json", json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     return final
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train-vae", help="train the AutoencoderKL on dataset renders",
+    p = sub.add_parser("train-vae", help="train the AutoencoderKL on dataset renders (or its decoder, or a 2x decoder)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     from mvgen.trainutil import add_run_arguments
 

@@ -10,11 +10,25 @@ transmittance to ``T <= 1e-4`` (that one is not drawn).
 
 Layout of the work: the image is cut into ``tile_size``² tiles; every visible Gaussian (radii > 0) is listed in
 each tile its screen-space box ``mean ± radii`` touches, in depth order (one stable depth sort per image, then a
-fill pass, so every tile list comes out sorted). Tiles run in parallel (``prange``); inside a tile each Gaussian
-updates only the pixels of its own box, which keeps the work proportional to the covered area. The backward
-pass walks each tile list back to front, recovering the transmittance by division as in 3DGS, and writes each
-(tile, Gaussian) pair's gradient into its own slot; a serial pass then sums the slots per Gaussian, so no two
-threads ever write the same memory and results are deterministic.
+fill pass, so every tile list comes out sorted). Tiles run in parallel (``prange``); inside a tile a Gaussian
+updates the tile rows of its box, each row in one branch-free pass over the row's pixels (pixels outside the box
+columns, or where it is not drawn, take exact no-op values). LLVM vectorises those passes (a whole tile row is
+a few SIMD registers; passes over only the box's columns ran 2x slower); a hand-written ``exp`` (``_exp_neg``,
+no libm call) makes that possible, and ``sigma > log(255 opacity)`` rejects a pixel before the exact alpha test.
+Rows whose pixels are all finished (forward) or all end before the Gaussian (backward) are skipped. The backward
+pass walks each tile list back to front, from the last Gaussian the forward drew in the tile (``n_used``),
+recovering the transmittance by division as in 3DGS, and writes each (tile, Gaussian) pair's gradient into its own
+slot; a serial pass then sums the slots per Gaussian, so no two threads ever write the same memory and results
+are deterministic.
+
+Floating point: float32 throughout; fastmath is limited to ``nnan, ninf, nsz, contract`` (no reassociation), so
+the forward and the backward round each pixel's alpha identically. With full fastmath LLVM reassociated the two
+kernels' copies differently and the backward's recovered transmittance drifted (gradients 1e-5 off the torch
+reference instead of 3e-7); per-column partial sums (``lanes``) keep the backward's reductions vectorised
+without reassociation. ``contract`` (fused multiply-adds) stays: without it both kernels were ~1.1x slower. It
+rounds sigma differently from the torch reference by an ulp, so where alpha is exactly 1/255 or T exactly 1e-4
+to float32 precision the two can disagree about drawing one Gaussian at a pixel (one pixel of the 5,000-Gaussian
+128² bench scene, by 1e-3; the previous kernel, also fused, had the same exposure).
 
 Only the 2D stage lives here; projection, covariance and SH are ``reconstruction/project_cpu.py`` (one compiled
 pass with its own backward; the torch functions of ``rasterize.py`` when cameras need gradients), so autograd
@@ -37,6 +51,7 @@ from numba import njit, prange
 ALPHA_MIN = 1.0 / 255.0  # a Gaussian dimmer than this at a pixel is skipped there
 ALPHA_MAX = 0.999  # per-Gaussian alpha clamp (gsplat's value; the 3DGS paper used 0.99)
 T_MIN = 1e-4  # compositing stops before the transmittance would fall to this
+S_MARGIN = 1e-3  # sigma above log(255 opacity) + this: alpha surely under ALPHA_MIN, rejected before the exact test
 
 
 @njit(cache=True)
@@ -94,7 +109,11 @@ def _tile_rect(job, n_tiles, tiles_x, tile_size, width, height):
     return i, px0, py0, min(px0 + tile_size, width), min(py0 + tile_size, height)
 
 
-@njit(inline="always")
+_POW2 = np.array([2.0 ** -k for k in range(32)], np.float32)  # 2^-k, the exponent part of ``_exp_neg``
+S_CLAMP = 20.0  # ``_exp_neg`` clamps its argument here (exp(-20) ~ 2e-9: far below any alpha that is drawn)
+
+
+@njit(inline="always", error_model="numpy")
 def _gaussian(means2d, conics, opacities, s_max, i, g):
     """Projected Gaussian g of image i: centre, conic (a, b, c), opacity, and the largest sigma with
     alpha >= 1/255 (``s_max`` = log(opacity * 255), computed once per Gaussian by the caller)."""
@@ -102,39 +121,61 @@ def _gaussian(means2d, conics, opacities, s_max, i, g):
             s_max[i, g])
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _pixel_span(m, r, lo, hi):
     """Pixels p in [lo, hi) whose centre p + 0.5 may lie within m ± r (one pixel of slack; the alpha test
     decides the rest). Returns a half-open range, possibly empty."""
-    a = max(lo, int(math.floor(m - r - 0.5)))
-    b = min(hi, int(math.ceil(m + r - 0.5)) + 1)
+    a = max(lo, int(math.floor(m - r - np.float32(0.5))))
+    b = min(hi, int(math.ceil(m + r - np.float32(0.5))) + 1)
     return a, b
 
 
-@njit(inline="always")
-def _row_span(mx, dy, ca, cb, cc, s_max, lo, hi):
-    """Pixels x in [lo, hi) of a row at offset ``dy = my - y_centre`` where ``sigma <= s_max`` can hold, i.e.
-    between the roots of ``0.5 a dx² + b dy dx + 0.5 c dy² = s_max``, with one pixel of slack. Empty if none."""
-    disc = cb * cb * dy * dy - ca * (cc * dy * dy - 2.0 * s_max)
-    if disc < 0 or ca <= 0:
-        return lo, lo
-    root = math.sqrt(disc)
-    dx_lo = (-cb * dy - root) / ca
-    dx_hi = (-cb * dy + root) / ca
-    a = max(lo, int(math.floor(mx - dx_hi - 0.5)))
-    b = min(hi, int(math.ceil(mx - dx_lo - 0.5)) + 1)
-    return a, b
+@njit(inline="always", error_model="numpy")
+def _exp_neg(s):
+    """exp(-s) in float32 for s >= 0 (clamped to [0, S_CLAMP]), relative error < 1e-7 (tests). Written out, with
+    no libm call, so the pixel loops that use it compile to SIMD code: s = n ln2 + r with n integer and
+    |r| <= ln2 / 2 (ln2 split in two parts so n ln2 is exact), exp(r) by its Taylor series to r^7."""
+    x = -min(max(s, np.float32(0.0)), np.float32(S_CLAMP))
+    n = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))  # round(x / ln2), in [-29, 0]
+    r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+    p = np.float32(1.0 / 5040.0)
+    p = p * r + np.float32(1.0 / 720.0)
+    p = p * r + np.float32(1.0 / 120.0)
+    p = p * r + np.float32(1.0 / 24.0)
+    p = p * r + np.float32(1.0 / 6.0)
+    p = p * r + np.float32(0.5)
+    p = p * r + np.float32(1.0)
+    p = p * r + np.float32(1.0)
+    return p * _POW2[int(-n)]
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(inline="always", error_model="numpy")
+def _alpha(mx, ca, cb, cc, op, sm, x, dy, xa, xb):
+    """Alpha of a Gaussian at the pixel of column ``x`` in a row at ``dy = my - y_centre``, 0 where it is not
+    drawn (outside its box columns [xa, xb), sigma < 0, or alpha < 1/255); also returns ``vis`` = exp(-sigma) and
+    the test result. ``sigma > s_max + S_MARGIN`` (alpha surely under 1/255) needs no exp to reject a pixel; the
+    exact alpha test decides the rest. Forward and backward call this one function, so they agree on every pixel."""
+    dx = mx - (np.float32(x) + np.float32(0.5))
+    sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+    vis = _exp_neg(sigma)
+    alpha = min(np.float32(ALPHA_MAX), op * vis)
+    ok = ((x >= xa) & (x < xb) & (sigma >= np.float32(0.0)) & (sigma <= sm + np.float32(S_MARGIN))
+          & (alpha >= np.float32(ALPHA_MIN)))
+    return (alpha if ok else np.float32(0.0)), vis, ok
+
+
+@njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
 def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, width, height, tile_size, tiles_x,
              tiles_y):
     """Front-to-back compositing.
 
     Args: means2d [I,N,2], conics [I,N,3], colors [I,N,D], opacities [I,N] (f32), radii [I,N,2] i32,
-        s_max [I,N] f64 (log(opacity * 255)), offsets / ids from ``_bin_gaussians``.
+        s_max [I,N] f32 (log(opacity * 255)), offsets / ids from ``_bin_gaussians``.
     Returns: image [I,H,W,D] f32 (no background), T [I,H,W] f32 final transmittance,
         n_used [I,H,W] i32 (1 + position in the tile list of the last Gaussian drawn at the pixel; 0 if none).
+
+    The tile's state (T, accumulated colour per channel, last Gaussian drawn, live) is kept as [row, column] planes
+    so a Gaussian's row pass reads and writes contiguous rows.
     """
     I, N, D = colors.shape
     n_tiles = tiles_x * tiles_y
@@ -144,55 +185,62 @@ def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, wid
     for job in prange(I * n_tiles):
         i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
         tw = px1 - px0
-        P = tw * (py1 - py0)
-        T = np.ones(P, np.float32)
-        acc = np.zeros((P, D), np.float32)
-        last = np.zeros(P, np.int32)
-        done = np.zeros(P, np.bool_)
-        active = P
+        th = py1 - py0
+        T = np.ones((th, tw), np.float32)
+        acc = np.zeros((D, th, tw), np.float32)
+        last = np.zeros((th, tw), np.int32)
+        live = np.ones((th, tw), np.bool_)  # False once the pixel's transmittance is used up
+        w_row = np.empty(tw, np.float32)  # one row's blending weights alpha * T of the current Gaussian
+        row_live = np.full(th, tw, np.int64)  # pixels of each row still live
+        active = tw * th
         start = offsets[job]
         for k in range(start, offsets[job + 1]):
             g = ids[k]
             mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
             xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
             ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
+            if xa >= xb:
+                continue
+            used = np.int32(k - start + 1)
             for y in range(ya, yb):
+                if row_live[y - py0] == 0:
+                    continue
                 dy = my - (np.float32(y) + np.float32(0.5))
-                xr0, xr1 = _row_span(mx, dy, ca, cb, cc, sm, xa, xb)
-                for x in range(xr0, xr1):
-                    p = (y - py0) * tw + (x - px0)
-                    if done[p]:
-                        continue
-                    dx = mx - (np.float32(x) + np.float32(0.5))
-                    sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0:
-                        continue
-                    alpha = min(np.float32(ALPHA_MAX), op * np.exp(-sigma))
-                    if alpha < np.float32(ALPHA_MIN):
-                        continue
-                    next_T = T[p] * (np.float32(1.0) - alpha)
-                    if next_T <= np.float32(T_MIN):
-                        done[p] = True
-                        active -= 1
-                        continue
-                    w = alpha * T[p]
-                    for d in range(D):
-                        acc[p, d] += colors[i, g, d] * w
-                    T[p] = next_T
-                    last[p] = k - start + 1
+                T_row = T[y - py0]
+                last_row = last[y - py0]
+                live_row = live[y - py0]
+                stopped = 0
+                for c in range(tw):
+                    alpha, _, ok = _alpha(mx, ca, cb, cc, op, sm, px0 + c, dy, xa, xb)
+                    Tp = T_row[c]
+                    next_T = Tp * (np.float32(1.0) - alpha)
+                    ok = ok & live_row[c]
+                    stop = ok & (next_T <= np.float32(T_MIN))  # this Gaussian is not drawn, the pixel is done
+                    draw = ok & (next_T > np.float32(T_MIN))
+                    w_row[c] = alpha * Tp if draw else np.float32(0.0)
+                    T_row[c] = next_T if draw else Tp
+                    last_row[c] = used if draw else last_row[c]
+                    live_row[c] = live_row[c] & ~stop
+                    stopped += 1 if stop else 0
+                active -= stopped
+                row_live[y - py0] -= stopped
+                for d in range(D):
+                    col = colors[i, g, d]
+                    acc_row = acc[d, y - py0]
+                    for c in range(tw):
+                        acc_row[c] += col * w_row[c]
             if active == 0:
                 break
         for y in range(py0, py1):
             for x in range(px0, px1):
-                p = (y - py0) * tw + (x - px0)
                 for d in range(D):
-                    image[i, y, x, d] = acc[p, d]
-                T_out[i, y, x] = T[p]
-                n_used[i, y, x] = last[p]
+                    image[i, y, x, d] = acc[d, y - py0, x - px0]
+                T_out[i, y, x] = T[y - py0, x - px0]
+                n_used[i, y, x] = last[y - py0, x - px0]
     return image, T_out, n_used
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
 def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, T_final, n_used, v_image, v_alpha,
               width, height, tile_size, tiles_x, tiles_y):
     """Back-to-front gradient pass (3DGS style: T recovered by division, colour behind kept in a buffer).
@@ -201,6 +249,10 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, T_
         (gradients of the loss w.r.t. the image without background and w.r.t. alpha = 1 - T_final).
     Returns: per-intersection gradients g_xy [n_isect,2], g_conic [n_isect,3], g_color [n_isect,D],
         g_opacity [n_isect], summed per Gaussian by ``_reduce``.
+
+    Like the forward, a Gaussian is handled one tile row at a time, in branch-free passes over the row (the
+    pixel terms into row buffers, then one pass per channel, then the geometry gradients), so each compiles to
+    SIMD code; pixels it does not reach contribute exact zeros.
     """
     I, N, D = colors.shape
     n_tiles = tiles_x * tiles_y
@@ -212,81 +264,93 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, T_
     for job in prange(I * n_tiles):
         i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
         tw = px1 - px0
-        P = tw * (py1 - py0)
-        T = np.empty(P, np.float32)
-        last = np.empty(P, np.int32)
-        buf = np.zeros((P, D), np.float32)
-        v_img = np.empty((P, D), np.float32)  # the tile's gradients, contiguous
-        v_T = np.empty(P, np.float32)  # T_final * v_alpha
-        col = np.empty(D, np.float32)  # the current Gaussian's colour ...
-        g_col = np.empty(D, np.float32)  # ... and its colour gradient, accumulated over the tile
+        th = py1 - py0
+        T = np.empty((th, tw), np.float32)
+        last = np.empty((th, tw), np.int32)
+        v_T = np.empty((th, tw), np.float32)  # T_final * v_alpha
+        buf = np.zeros((D, th, tw), np.float32)  # colour composited behind the current Gaussian
+        v_img = np.empty((D, th, tw), np.float32)  # the tile's image gradients, one plane per channel
+        w_row = np.empty(tw, np.float32)  # per-pixel terms of the current Gaussian in one row: alpha * T,
+        tm_row = np.empty(tw, np.float32)  # T in front of it and 1 / (1 - alpha) where it is drawn (else 0),
+        ram_row = np.empty(tw, np.float32)
+        va_row = np.empty(tw, np.float32)  # the gradient w.r.t. its alpha,
+        q_row = np.empty(tw, np.float32)  # exp(-sigma) where alpha is not clamped (else 0)
+        lanes = np.empty((6 + D, tw), np.float32)  # the current Gaussian's gradients summed per tile column
+        l_x, l_y, l_a, l_b, l_c, l_o = lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5]
+        row_last = np.zeros(th, np.int32)  # per row: the largest n_used (Gaussians from there on are not drawn)
         max_last = 0
         for y in range(py0, py1):
             for x in range(px0, px1):
-                p = (y - py0) * tw + (x - px0)
-                T[p] = T_final[i, y, x]
-                last[p] = n_used[i, y, x]
-                v_T[p] = T_final[i, y, x] * v_alpha[i, y, x]
+                T[y - py0, x - px0] = T_final[i, y, x]
+                last[y - py0, x - px0] = n_used[i, y, x]
+                v_T[y - py0, x - px0] = T_final[i, y, x] * v_alpha[i, y, x]
                 for d in range(D):
-                    v_img[p, d] = v_image[i, y, x, d]
-                max_last = max(max_last, last[p])
+                    v_img[d, y - py0, x - px0] = v_image[i, y, x, d]
+                max_last = max(max_last, n_used[i, y, x])
+                row_last[y - py0] = max(row_last[y - py0], n_used[i, y, x])
         start = offsets[job]
         for k in range(start + max_last - 1, start - 1, -1):
             local = k - start
             g = ids[k]
             mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
-            for d in range(D):
-                col[d] = colors[i, g, d]
-                g_col[d] = np.float32(0.0)
-            gx = np.float32(0.0)
-            gy = np.float32(0.0)
-            ga = np.float32(0.0)
-            gb = np.float32(0.0)
-            gc = np.float32(0.0)
-            go = np.float32(0.0)
             xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
             ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
+            if xa >= xb:
+                continue
+            lanes[:] = np.float32(0.0)
             for y in range(ya, yb):
+                ry = y - py0
+                if local >= row_last[ry]:
+                    continue
                 dy = my - (np.float32(y) + np.float32(0.5))
-                xr0, xr1 = _row_span(mx, dy, ca, cb, cc, sm, xa, xb)
-                for x in range(xr0, xr1):
-                    p = (y - py0) * tw + (x - px0)
-                    if local >= last[p]:
-                        continue
-                    dx = mx - (np.float32(x) + np.float32(0.5))
-                    sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0:
-                        continue
-                    vis = np.exp(-sigma)
-                    alpha = min(np.float32(ALPHA_MAX), op * vis)
-                    if alpha < np.float32(ALPHA_MIN):
-                        continue
+                T_row = T[ry]
+                last_row = last[ry]
+                vT_row = v_T[ry]
+                n_ok = 0
+                for c in range(tw):
+                    alpha, vis, ok = _alpha(mx, ca, cb, cc, op, sm, px0 + c, dy, xa, xb)
+                    ok = ok & (local < last_row[c])
+                    alpha = alpha if ok else np.float32(0.0)
                     ra = np.float32(1.0) / (np.float32(1.0) - alpha)
-                    Tp = T[p] * ra  # transmittance in front of this Gaussian
-                    T[p] = Tp
-                    w = alpha * Tp
-                    v_a = v_T[p] * ra
-                    for d in range(D):
-                        vc = v_img[p, d]
-                        g_col[d] += w * vc
-                        v_a += (col[d] * Tp - buf[p, d] * ra) * vc
-                        buf[p, d] += col[d] * w
-                    if op * vis <= np.float32(ALPHA_MAX):  # not clamped: alpha depends on sigma and opacity
-                        v_sigma = -op * vis * v_a
-                        ga += np.float32(0.5) * v_sigma * dx * dx
-                        gb += v_sigma * dx * dy
-                        gc += np.float32(0.5) * v_sigma * dy * dy
-                        gx += v_sigma * (ca * dx + cb * dy)
-                        gy += v_sigma * (cb * dx + cc * dy)
-                        go += vis * v_a
+                    Tp = T_row[c] * ra  # transmittance in front of this Gaussian (unchanged where not drawn)
+                    T_row[c] = Tp
+                    m = np.float32(1.0) if ok else np.float32(0.0)
+                    w_row[c] = alpha * Tp
+                    tm_row[c] = m * Tp
+                    ram_row[c] = m * ra
+                    va_row[c] = m * vT_row[c] * ra
+                    # alpha depends on sigma and opacity only where it is not clamped
+                    q_row[c] = m * vis if op * vis <= np.float32(ALPHA_MAX) else np.float32(0.0)
+                    n_ok += 1 if ok else 0
+                if n_ok == 0:  # the Gaussian is not drawn in this row: every term below is zero
+                    continue
+                for d in range(D):
+                    col = colors[i, g, d]
+                    buf_row = buf[d, ry]
+                    vimg_row = v_img[d, ry]
+                    l_col = lanes[6 + d]
+                    for c in range(tw):
+                        vc = vimg_row[c]
+                        l_col[c] += w_row[c] * vc
+                        va_row[c] += (col * tm_row[c] - buf_row[c] * ram_row[c]) * vc
+                        buf_row[c] += col * w_row[c]
+                for c in range(tw):
+                    dx = mx - (np.float32(px0 + c) + np.float32(0.5))
+                    v_sigma = -op * q_row[c] * va_row[c]
+                    l_a[c] += np.float32(0.5) * v_sigma * dx * dx
+                    l_b[c] += v_sigma * dx * dy
+                    l_c[c] += np.float32(0.5) * v_sigma * dy * dy
+                    l_x[c] += v_sigma * (ca * dx + cb * dy)
+                    l_y[c] += v_sigma * (cb * dx + cc * dy)
+                    l_o[c] += q_row[c] * va_row[c]
+            g_xy[k, 0] = l_x.sum()
+            g_xy[k, 1] = l_y.sum()
+            g_conic[k, 0] = l_a.sum()
+            g_conic[k, 1] = l_b.sum()
+            g_conic[k, 2] = l_c.sum()
+            g_opacity[k] = l_o.sum()
             for d in range(D):
-                g_color[k, d] = g_col[d]
-            g_xy[k, 0] = gx
-            g_xy[k, 1] = gy
-            g_conic[k, 0] = ga
-            g_conic[k, 1] = gb
-            g_conic[k, 2] = gc
-            g_opacity[k] = go
+                g_color[k, d] = lanes[6 + d].sum()
     return g_xy, g_conic, g_color, g_opacity
 
 
@@ -330,7 +394,7 @@ class RasterizeCPU(torch.autograd.Function):
         tiles_y = (height + tile_size - 1) // tile_size
         arrays = (_np(means2d), _np(conics), _np(colors), _np(opacities), _np(radii, np.int32))
         with np.errstate(divide="ignore"):  # opacity 0: culled (radii 0), never read
-            s_max = np.log(arrays[3].astype(np.float64) / ALPHA_MIN)
+            s_max = np.log(arrays[3].astype(np.float64) / ALPHA_MIN).astype(np.float32)
         arrays = (*arrays, s_max)
         offsets, ids = _bin_gaussians(arrays[0], arrays[4], _np(depths), tile_size, tiles_x, tiles_y)
         image, T, n_used = _forward(*arrays, offsets, ids, width, height, tile_size, tiles_x, tiles_y)

@@ -96,7 +96,7 @@ def build_app(model_path=None, config: AppConfig | None = None, workdir=None, pr
         gr.Markdown(f"⚠ **{problem}**" if problem else "", visible=bool(problem), elem_id="model-status")
         with gr.Tabs():
             with gr.Tab("Text to 3D", id="generate"):
-                gen = _generate_tab(cfg)
+                gen = _generate_tab(cfg, h.output_sizes())
             with gr.Tab("Evaluate your own views", id="evaluate"):
                 ev = _evaluate_tab(cfg)
             with gr.Tab("Compare two generators", id="compare"):
@@ -124,9 +124,10 @@ def _app_folder(workdir) -> Path:
     return root
 
 
-def _generate_tab(cfg: AppConfig) -> dict:
+def _generate_tab(cfg: AppConfig, output_sizes: tuple[int, ...] = ()) -> dict:
     """The "Text to 3D" tab: the prompt, its examples, the advanced settings (ranges from ``mvgen.limits`` and the
-    config), the buttons and the report. Returns its components by name (inputs in the handler's order)."""
+    config; the output size among the model's ``output_sizes``), the buttons and the report. Returns its
+    components by name (inputs in the handler's order)."""
     c = {}
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
@@ -137,6 +138,10 @@ def _generate_tab(cfg: AppConfig) -> dict:
                 c["views"] = gr.Slider(cfg.views_min, cfg.views_max, cfg.views, step=1, label="Views")
                 c["elevation"] = gr.Slider(ELEVATION.low, ELEVATION.high, cfg.elevation, step=1,
                                            label="Elevation (degrees)")
+                c["rings"] = gr.Textbox(",".join(f"{r:g}" for r in cfg.rings or ()), max_lines=1,
+                                        label="Elevation rings (e.g. 10,30; empty = one ring)", elem_id="rings",
+                                        info="several elevations instead of the one above: the views are taken in "
+                                             "pairs from ring to ring, 2 views per ring at least")
                 with gr.Row():
                     c["seed"] = gr.Number(cfg.seed, precision=0, label="Seed", minimum=0, scale=3)
                     c["dice"] = gr.Button("🎲 random seed", scale=1, size="sm")
@@ -146,11 +151,26 @@ def _generate_tab(cfg: AppConfig) -> dict:
                                              label="Reconstruction steps")
                 c["steer"] = gr.Checkbox(cfg.steer.mode != "off", label="3D-consistent sampling (slower)",
                                          elem_id="steer")
+            c["output_size"] = _output_size_input(cfg, output_sizes)
             c["stop_after_views"] = gr.Checkbox(False, label="Stop after the views (skip the 3D stages)")
             c["run"] = gr.Button("Generate 3D", variant="primary", elem_id="generate-button")
         with gr.Column(scale=2):
             c["report"] = _report_components("gen")
     return c
+
+
+def _output_size_input(cfg: AppConfig, sizes: tuple[int, ...]):
+    """The "Output size" dropdown when the model has a 2x decoder (its sizes, native first); otherwise a hidden one
+    holding the native size and a line saying why there is no choice."""
+    if len(sizes) > 1:
+        value = cfg.output_size if cfg.output_size in sizes else sizes[0]
+        return gr.Dropdown(list(sizes), value=value, label="Output size (px)", elem_id="output-size",
+                           info=f"{sizes[1]}: the model's 2x decoder draws the same views at twice the size (the 3D "
+                                f"fit then takes longer)")
+    if sizes:
+        gr.Markdown(f"Output size: {sizes[0]} px (this model has no 2x decoder for {2 * sizes[0]} px views).",
+                    elem_id="output-size-note")
+    return gr.Dropdown(list(sizes), value=sizes[0] if sizes else None, visible=False, elem_id="output-size")
 
 
 VIEW_FILE_TYPES = [".zip", ".png", ".jpg", ".jpeg", ".mp4", ".webm", ".mov", ".gif"]
@@ -224,7 +244,7 @@ def _compare_tab(cfg: AppConfig) -> dict:
 
 
 GENERATE_INPUTS = ("prompt", "views", "elevation", "seed", "steps", "guidance", "recon_steps", "stop_after_views",
-                   "steer")
+                   "steer", "output_size", "rings")
 
 
 def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: dict, cmp: dict) -> None:
@@ -234,9 +254,9 @@ def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: di
     message without the field."""
 
     def on_generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views, steer,
-                    request: gr.Request, progress=gr.Progress()):
+                    output_size, rings, request: gr.Request, progress=gr.Progress()):
         out = h.generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views, steer,
-                         request=request, progress=progress)
+                         output_size, rings, request=request, progress=progress)
         return [out[k] for k in REPORT_KEYS]
 
     def on_evaluate(upload, recon_steps, request: gr.Request, progress=gr.Progress()):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from mvgen.job import RunResult, load_model, model_problem, run_prompt, run_views
+from mvgen.job import RunResult, load_model, model_output_sizes, model_problem, run_prompt, run_views
 from mvgen.settings import AppConfig, check_prompt, check_recon_steps, check_run_settings
 from ui.access import SessionAccess
 from ui.sessions import LOCAL, SessionFolders
@@ -114,6 +114,11 @@ class Handlers:
         """A message when the model folder is missing (the app still runs; generation says why it cannot)."""
         return None if self._pipe is not None else model_problem(self.model_path)
 
+    def output_sizes(self) -> tuple[int, ...]:
+        """The view sizes the model makes, from its folder's configs (nothing loaded): native first, twice it with a
+        2x decoder; () when the folder is missing."""
+        return model_output_sizes(self.model_path)
+
     def pipeline(self):
         """The pipeline, loaded once (thread-safe). gr.Error when the model is missing or unreadable."""
         with self._lock:
@@ -148,15 +153,18 @@ class Handlers:
         return random.randrange(0, 2**31)
 
     def generate(self, prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views=False,
-                 steer=None, request=None, progress=None) -> dict:
+                 steer=None, output_size=None, rings=None, request=None, progress=None) -> dict:
         """Prompt -> views -> Gaussians -> exports -> held-out evaluation (or only the views); ``steer``: the
-        "3D-consistent sampling" checkbox (None: the config's). Returns REPORT_KEYS."""
+        "3D-consistent sampling" checkbox (None: the config's); ``output_size``: the "Output size" dropdown (None:
+        the config's; one of ``output_sizes``); ``rings``: the "Elevation rings" box ("10,30"; "": one ring at
+        ``elevation``; None: the config's). Returns REPORT_KEYS."""
         from mvgen.generate import vocabulary_warning
 
         progress = progress or _no_progress
         try:
             prompt = check_prompt(prompt)
-            settings = check_run_settings(self.cfg, views, elevation, steps, guidance, seed, recon_steps, steer)
+            settings = check_run_settings(self.cfg, views, elevation, steps, guidance, seed, recon_steps, steer,
+                                          output_size, self.output_sizes(), rings)
             if stop_after_views not in (None, True, False):  # 0 / 1 compare equal to False / True: fine
                 raise ValueError(f"stop_after_views must be true or false, got {stop_after_views!r}")
             if not stop_after_views or settings["steer"].mode != "off":

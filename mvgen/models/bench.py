@@ -72,9 +72,11 @@ class Spec:
 def register(subparsers) -> None:
     p = subparsers.add_parser("model", help="the five attention variants: FLOPs, latency, memory",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="only the CPU comparison at --views x --grid² tokens")
+    p.add_argument("--quick", action="store_true", help="only the measured sweep (no preset FLOP rows)")
     p.add_argument("--views", type=int, default=8, help="views of the comparison (default 8)")
-    p.add_argument("--grid", type=int, default=32, help="tokens per side of each view (default 32)")
+    p.add_argument("--grids", default="8,16,32",
+                   help="tokens per side of each view, comma-separated: one measured row per variant, kernel and grid "
+                        "(default 8,16,32; windows: 8×8 per view from 16² on, 2×2-token windows at 8² as in the tiny preset)")
     p.add_argument("--hidden", type=int, default=384, help="hidden size D (default 384)")
     p.add_argument("--heads", type=int, default=6, help="attention heads (default 6)")
     p.add_argument("--depth", type=int, default=8, help="layers (default 8)")
@@ -94,20 +96,18 @@ def run(args) -> int:
 
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
-    for name in ("views", "grid", "hidden", "heads", "depth", "text_tokens", "repeats"):
+    grids = _parse_grids(args.grids)
+    for name in ("views", "hidden", "heads", "depth", "text_tokens", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.hidden % args.heads:
         raise ValueError(f"--hidden {args.hidden} must be divisible by --heads {args.heads}")
     backends = ["auto", "math"] if args.sdpa == "both" else [args.sdpa]
-    window = window_for_grid(args.grid, args.grid, 8)
     common = dict(hidden_size=args.hidden, depth=args.depth, heads=args.heads, text_tokens=args.text_tokens,
                   repeats=args.repeats, threads=args.threads)
-    specs = [Spec(t, args.views, args.grid, window=window, sdpa=b, **common)
-             for b in backends for t in VARIANTS]
+    specs = [Spec(t, args.views, g, window=sweep_window(g), sdpa=b, **common)
+             for g in grids for b in backends for t in VARIANTS]
     if not args.quick:
-        for g in (16, 32, 64):
-            specs += [Spec(t, 1, g, window=window_for_grid(g, g, 8), **common) for t in VARIANTS]
         for name in ("tiny", "S", "B", "L", "XL"):
             cfg = preset_config(name)
             for t in VARIANTS:
@@ -132,6 +132,24 @@ def run(args) -> int:
 
         atomic_write_text(args.json, json.dumps(rows, indent=2))
     return 0
+
+
+def sweep_window(grid: int) -> tuple[int, int, int]:
+    """Windows of the measured sweep: the paper's 8×8 windows per view from 16² tokens on; below that the tiny
+    preset's rule (4×4 windows of 2×2 tokens at 8², the shipped model's layout)."""
+    from .presets import window_for_grid
+
+    return window_for_grid(grid, grid, 8 if grid >= 16 else max(1, grid // 2))
+
+
+def _parse_grids(text: str) -> list[int]:
+    try:
+        grids = [int(g) for g in str(text).split(",") if g.strip()]
+    except ValueError:
+        raise ValueError(f"--grids must be comma-separated integers such as 8,16,32, got {text!r}") from None
+    if not grids or any(g < 2 or g % 2 for g in grids):
+        raise ValueError(f"--grids must list even token grids >= 2 (windows tile them), got {text!r}")
+    return grids
 
 
 # ----------------------------------------------------------------------------------------------- FLOPs

@@ -1,5 +1,6 @@
 """`mvgen evaluate asset`: an oracle generator's asset scores like the oracle; novel cameras are new; the CLI."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -41,9 +42,25 @@ def test_an_oracle_generator_scores_like_the_oracle(tmp_path):
     assert "| default | 1 |" in table(rep)
 
 
+def test_two_rings_reach_the_pipeline_and_each_half_covers_both(tmp_path):
+    seen = {}
+
+    class Recording(OracleViews):
+        def __call__(self, prompt, num_views, elevation, output_type, **kw):
+            seen["elevation"] = elevation
+            return super().__call__(prompt, num_views, elevation, output_type, **kw)
+
+    s = AssetEvalSettings(views=8, rings=(10.0, 30.0), asset_steps=5, backend="cpu")
+    evaluate_assets(Recording(), ["a red mug"], replace(FAST, steps=10), s)
+    assert seen["elevation"] == [10.0, 10.0, 30.0, 30.0, 10.0, 10.0, 30.0, 30.0]
+    assert set(seen["elevation"][0::2]) == set(seen["elevation"][1::2]) == {10.0, 30.0}
+
+
 @pytest.mark.parametrize("argv, match", [(["--limit", "0"], "--limit"), (["--views", "1"], "--views"),
                                          (["--asset-steps", "-1"], "--asset-steps"),
-                                         (["--steer", "gaussians", "--steer-at", "2"], "steer at")])
+                                         (["--steer", "gaussians", "--steer-at", "2"], "steer at"),
+                                         (["--rings", "10,x"], "rings"), (["--rings", "10,95"], "rings"),
+                                         (["--views", "4", "--rings", "0,20,40"], "rings")])
 def test_cli_refuses_bad_arguments_before_loading(argv, match, capsys):
     from mvgen.cli import main
 

@@ -177,6 +177,21 @@ def test_ablation_bench_trains_and_scores_both_variants(tiny_data, tiny_vae, tmp
                             tmp_path / "abl" / "full" / "latent_cache.safetensors")
 
 
+def test_ablation_bench_scores_mediator_schedules_on_one_model(tiny_data, tiny_vae, tmp_path):
+    import yaml
+
+    from mvgen.train_bench import run_ablation
+
+    base = tmp_path / "base.yaml"
+    cfg = _cfg(tiny_data, tiny_vae, tmp_path / "unused", steps=1)
+    base.write_text(yaml.safe_dump({k: v for k, v in cfg.__dict__.items()}))
+    rows = run_ablation(str(base), tmp_path / "abl", steps=1, variants=["mediator"], eval_limit=2, eval_steps=1,
+                        mediator_schedules=(4, "500:4,0:16"))
+    assert [r["mediator_schedule"] for r in rows] == ["16", "4", "500:4,0:16"]  # the largest count first
+    assert len({r["params"] for r in rows}) == 1 and len({r["run_s"] for r in rows}) == 1  # one trained model
+    assert all(r["sample_s_per_prompt"] > 0 for r in rows)
+
+
 def test_caption_augmentation_rewrites_captions_in_free_wording(tiny_data, tiny_vae, tmp_path):
     from diffusers import AutoencoderKL
 

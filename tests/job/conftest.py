@@ -29,6 +29,20 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def model_2x(tmp_path_factory):
+    """The tiny random pipeline (32x32 views) with a 2x decoder (64x64 views: ``output_size=64``), saved."""
+    from mvgen.models.updecoder import UpDecoder2x
+    from mvgen.text import load_text_encoder
+    from tests.generation.conftest import make_tiny_pipeline
+
+    pipe = make_tiny_pipeline(load_text_encoder(), latent=16)
+    pipe.register_modules(decoder_2x=UpDecoder2x.from_vae(pipe.vae))
+    path = tmp_path_factory.mktemp("model2x") / "tiny2x"
+    pipe.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def fast_config(tmp_path_factory):
     """Settings that run every stage in seconds: 2 views, 2 denoising steps, 20 fitting steps of 800 Gaussians."""
     import yaml

@@ -67,3 +67,14 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="--views must be >= 1"):
         args = parser.parse_args(["model", "--views", "0"])
         args.func(args)
+
+
+@pytest.mark.parametrize("text", ["", "8,x", "7", "0", "8,-16"])
+def test_bad_grids_are_refused_naming_the_flag(text):
+    with pytest.raises(ValueError, match="--grids"):
+        bench._parse_grids(text)
+
+
+def test_sweep_windows_follow_the_paper_rule_and_the_tiny_preset_below_16():
+    assert bench._parse_grids("8,16,32") == [8, 16, 32]
+    assert [bench.sweep_window(g) for g in (8, 16, 32)] == [(1, 2, 2), (1, 2, 2), (1, 4, 4)]

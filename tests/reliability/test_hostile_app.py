@@ -67,8 +67,9 @@ def test_hostile_zip_over_the_configured_limits(name, posed_views, tight, tmp_pa
 
 # ------------------------------------------------------------------- raw API values (Gradio's process_api)
 
-GOOD = ["a red mug", 2, 20, 0, 2, 3.0, 20, False, False]  # prompt, views, elevation, seed, steps, guidance,
-FIELDS = ["prompt", "views", "elevation", "seed", "steps", "guidance", "recon_steps", "stop_after_views", "steer"]
+GOOD = ["a red mug", 2, 20, 0, 2, 3.0, 20, False, False, None, ""]  # prompt, views, elevation, seed, steps, guidance,
+FIELDS = ["prompt", "views", "elevation", "seed", "steps", "guidance", "recon_steps", "stop_after_views", "steer",
+          "output_size", "rings"]
 
 
 def _gen(field, value):
