@@ -1,11 +1,20 @@
 """Fixtures of the UI tests: the app served on the tiny model, a zip of posed views; the job's fixtures (tiny model,
 fast settings, posed views) come from tests/job/conftest.py."""
 
+import os
 import zipfile
 
 import pytest
 
 from tests.job.conftest import fast_config, one_torch_thread, posed_views, tiny_model  # noqa: F401  (shared fixtures)
+
+
+@pytest.fixture
+def keep_gradio_temp_dir(monkeypatch):
+    """build_app points GRADIO_TEMP_DIR at its own folder: restore it after the test, so the app ``served_app``
+    serves keeps accepting its uploads (Gradio checks an upload's path against it). For tests that build apps
+    without serving them (not for tests that use ``served_app``: its first user would restore the variable away)."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ.get("GRADIO_TEMP_DIR", ""))
 
 
 @pytest.fixture(scope="session")

@@ -1,25 +1,16 @@
 """The app's "Output size" dropdown: shown with its sizes for a model with a 2x decoder, replaced by a line saying why
 for one without; the handler makes views of the chosen size and names a bad one."""
 
-import os
-
 import pytest
 from PIL import Image
 
 import gradio as gr
 from tests.job.conftest import model_2x  # noqa: F401  (shared fixture)
+from tests.ui.components import component
 from ui.app import build_app
 
 
-@pytest.fixture(autouse=True)
-def keep_gradio_temp_dir(monkeypatch):
-    """build_app points GRADIO_TEMP_DIR at its own folder: restore it afterwards, so the app that other tests
-    serve (tests/ui/conftest.py) keeps accepting its uploads (Gradio checks an upload's path against it)."""
-    monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ.get("GRADIO_TEMP_DIR", ""))
-
-
-def component(demo, elem_id):
-    return next((c for c in demo.get_config_file()["components"] if c["props"].get("elem_id") == elem_id), None)
+pytestmark = pytest.mark.usefixtures("keep_gradio_temp_dir")
 
 
 def test_dropdown_only_for_a_model_with_the_2x_decoder(model_2x, tiny_model, fast_config, tmp_path):

@@ -1,23 +1,14 @@
 """The app's "Elevation rings" box: next to the elevation slider, filled from the config; the handler generates on the
 rings (empty: one ring at the slider's elevation) and names bad text in one line."""
 
-import os
-
 import pytest
 
 import gradio as gr
+from tests.ui.components import component
 from ui.app import GENERATE_INPUTS, build_app
 
 
-@pytest.fixture(autouse=True)
-def keep_gradio_temp_dir(monkeypatch):
-    """build_app points GRADIO_TEMP_DIR at its own folder: restore it afterwards, so the app that other tests
-    serve (tests/ui/conftest.py) keeps accepting its uploads (Gradio checks an upload's path against it)."""
-    monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ.get("GRADIO_TEMP_DIR", ""))
-
-
-def component(demo, elem_id):
-    return next((c for c in demo.get_config_file()["components"] if c["props"].get("elem_id") == elem_id), None)
+pytestmark = pytest.mark.usefixtures("keep_gradio_temp_dir")
 
 
 def test_rings_box_shows_the_configs_rings(tiny_model, fast_config, tmp_path):
