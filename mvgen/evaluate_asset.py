@@ -4,7 +4,9 @@ For each caption: generate the views as the text-to-3D job does (its cameras, st
 PNGs and read back, alpha estimated from the white background), fit the asset as the job does
 (``mvgen.asset.fit_asset``: score on the held-out views, then continue on all views), render the asset at
 cameras the pipeline never used — ``novel_cameras``: elevation 35° and azimuths halfway between the generated
-ones — and score PSNR / SSIM / LPIPS against ground-truth renders of the caption's object there.
+ones — and score PSNR / SSIM / LPIPS against ground-truth renders of the caption's object there. More novel
+elevations (``novel_elevations``, e.g. 35 and 5, symmetric about a 20° orbit) score the same fits again there
+(``by_elevation``), so that a layout is not favoured by the one novel ring lying near one of its rings.
 
 Beside it on every row:
 - ``fitted_only``: the scoring fit alone (half of the views) rendered at the same novel cameras, i.e. the asset
@@ -40,6 +42,7 @@ class AssetEvalSettings:
     holdout: int = 2
     backend: str = "auto"
     steer: object = None  # mvgen.sampling3d.SteerSettings (None: off)
+    novel_elevations: tuple[float, ...] = (NOVEL_ELEVATION,)  # the first is the headline; the others: by_elevation
 
 
 def novel_cameras(cameras, elevation: float = NOVEL_ELEVATION):
@@ -110,18 +113,22 @@ def evaluate_caption(pipe, caption: str, fit_config, s: AssetEvalSettings, seed:
     t1 = time.perf_counter()
     gen = fit_asset(views.images, views.cameras, s.holdout, fit_config, s.asset_steps, s.backend, with_lpips=False)
     t_fit = time.perf_counter() - t1
-    novel = novel_cameras(views.cameras)
     mesh = build_mesh(parse_caption(caption))
-    truth = render_truth(caption, novel, mesh)
-    asset = render(gen.gaussians, novel, fit_config.background, s.backend)[0]
-    half = render(gen.report.fit.gaussians, novel, fit_config.background, s.backend)[0]
-
     gt_views = torch.from_numpy(render_rgba(mesh, views.cameras)).float().div(255).permute(0, 3, 1, 2)
     oracle_fit = fit_asset(gt_views.contiguous(), views.cameras, s.holdout, fit_config, s.asset_steps, s.backend,
                            with_lpips=False)
-    oracle = render(oracle_fit.gaussians, novel, fit_config.background, s.backend)[0]
-    row = {"caption": caption, "asset": _score(asset, truth, lpips_fn), "fitted_only": _score(half, truth, lpips_fn),
-           "oracle": _score(oracle, truth, lpips_fn),
+    fits = {"asset": gen.gaussians, "fitted_only": gen.report.fit.gaussians, "oracle": oracle_fit.gaussians}
+    by_elevation, images = {}, {}
+    for el in s.novel_elevations:
+        novel = novel_cameras(views.cameras, el)
+        truth = render_truth(caption, novel, mesh)
+        renders = {k: render(g, novel, fit_config.background, s.backend)[0] for k, g in fits.items()}
+        by_elevation[f"{el:g}"] = {k: _score(r, truth, lpips_fn) for k, r in renders.items()}
+        images.setdefault("truth", truth)
+        for k, r in renders.items():
+            images.setdefault(k, r)  # the grid shows the headline (first) elevation
+    asset, truth, oracle = images["asset"], images["truth"], images["oracle"]
+    row = {"caption": caption, **by_elevation[f"{s.novel_elevations[0]:g}"], "by_elevation": by_elevation,
            "consistency_psnr": gen.report.metrics["psnr"], "oracle_consistency_psnr": oracle_fit.report.metrics["psnr"],
            "gaussians": len(gen.gaussians), "steer": steer_log,
            "seconds": {"generate": round(t_gen, 2), "fit": round(t_fit, 2),
@@ -148,11 +155,16 @@ def evaluate_assets(pipe, captions: list[str], fit_config, s: AssetEvalSettings,
                                      grids / f"{i:03d}.png" if grids else None))
         if progress:
             progress(i + 1, len(captions))
-    mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in ("psnr", "ssim", "lpips")}
-            for k in ("asset", "fitted_only", "oracle")}
-    return {"n": len(rows), "settings": {**s.__dict__, "steer": s.steer.__dict__ if s.steer else None}, "fit_steps": fit_config.steps, "lpips_impl": lpips_fn.impl,
-            "novel_cameras": f"elevation {NOVEL_ELEVATION:g} deg, azimuths halfway between the {s.views} generated",
-            "mean": mean, "consistency_psnr": float(np.mean([r["consistency_psnr"] for r in rows])),
+    def means(get):
+        return {k: {m: float(np.mean([get(r)[k][m] for r in rows])) for m in ("psnr", "ssim", "lpips")}
+                for k in ("asset", "fitted_only", "oracle")}
+
+    els = [f"{e:g}" for e in s.novel_elevations]
+    return {"n": len(rows), "settings": {**s.__dict__, "steer": s.steer.__dict__ if s.steer else None},
+            "fit_steps": fit_config.steps, "lpips_impl": lpips_fn.impl,
+            "novel_cameras": f"elevation {els[0]} deg, azimuths halfway between the {s.views} generated",
+            "mean": means(lambda r: r), "mean_by_elevation": {e: means(lambda r: r["by_elevation"][e]) for e in els},
+            "consistency_psnr": float(np.mean([r["consistency_psnr"] for r in rows])),
             "oracle_consistency_psnr": float(np.mean([r["oracle_consistency_psnr"] for r in rows])),
             "seconds_per_asset": float(np.mean([r["seconds"]["asset"] for r in rows])), "per_caption": rows}
 
@@ -165,7 +177,11 @@ def table(rep: dict, label: str = "") -> str:
     row = (f"| {label or 'default'} | {rep['n']} | {m['asset']['psnr']:.2f} | {m['asset']['ssim']:.3f} | "
            f"{m['asset']['lpips']:.3f} | {m['fitted_only']['psnr']:.2f} | {m['oracle']['psnr']:.2f} | "
            f"{m['oracle']['lpips']:.3f} | {rep['consistency_psnr']:.2f} | {rep['seconds_per_asset']:.1f} |")
-    return head + "\n" + row
+    extra = [f"| {label or 'default'}, novel elevation {e}° | {rep['n']} | {v['asset']['psnr']:.2f} | "
+             f"{v['asset']['ssim']:.3f} | {v['asset']['lpips']:.3f} | {v['fitted_only']['psnr']:.2f} | "
+             f"{v['oracle']['psnr']:.2f} | {v['oracle']['lpips']:.3f} | | |"
+             for e, v in list(rep.get("mean_by_elevation", {}).items())[1:]]
+    return "\n".join([head, row, *extra])
 
 
 def job_defaults(path: str | Path | None = None) -> dict:
@@ -174,8 +190,8 @@ def job_defaults(path: str | Path | None = None) -> dict:
     from mvgen.settings import DEFAULT_CONFIG, AppConfig
 
     cfg = AppConfig.from_yaml(path or DEFAULT_CONFIG)
-    keys = ("views", "elevation", "steps", "guidance", "recon_steps", "asset_steps", "recon_config", "holdout",
-            "backend")
+    keys = ("views", "elevation", "rings", "steps", "guidance", "recon_steps", "asset_steps", "recon_config",
+            "holdout", "backend")
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -190,8 +206,10 @@ def add_parser(what) -> None:
     p.add_argument("--limit", type=int, default=12, help="number of captions")
     p.add_argument("--views", type=int, default=d.get("views", 8))
     p.add_argument("--elevation", type=float, default=d.get("elevation", 20.0))
-    p.add_argument("--rings", help="several elevations instead of --elevation, e.g. 10,30: views taken in pairs "
-                                   "from ring to ring (mvgen.rigs.ring_elevations)")
+    rings = ",".join(f"{r:g}" for r in d["rings"]) if d.get("rings") else "none"
+    p.add_argument("--rings", help="several elevations instead of --elevation, e.g. 10,30: views taken in pairs from "
+                                   "ring to ring (mvgen.rigs.ring_elevations); none: one ring at --elevation "
+                                   f"(default: the job's, {rings}, where --views cover them)")
     p.add_argument("--steps", type=int, default=d.get("steps", 20), help="denoising steps")
     p.add_argument("--guidance", type=float, default=d.get("guidance", 3.0))
     p.add_argument("--recon-steps", type=int, default=d.get("recon_steps", 400), help="scoring-fit steps")
@@ -200,12 +218,26 @@ def add_parser(what) -> None:
     p.add_argument("--steer", choices=["off", "gaussians"], default="off", help="3D-consistent sampling")
     p.add_argument("--steer-at", type=float, nargs="+", default=[0.5, 0.65, 0.8],
                    help="steering points as fractions of the denoising steps")
+    p.add_argument("--novel-elevations", default=f"{NOVEL_ELEVATION:g}",
+                   help="elevations (degrees, comma-separated) of the novel cameras; the first is the headline, the "
+                        "others score the same fits again (e.g. 35,5: symmetric about a 20° orbit)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="pipeline folder (default: the shipped model)")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--grids", help="folder for per-caption PNGs (generated | asset | truth | oracle)")
     p.add_argument("--label", default="", help="row label of the printed table")
     p.set_defaults(func=_run)
+
+
+def _parse_novel_elevations(text: str) -> tuple[float, ...]:
+    """``--novel-elevations``: comma-separated degrees in [-89, 89], at least one, no repeats."""
+    try:
+        els = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise ValueError(f"--novel-elevations must be comma-separated degrees, e.g. 35,5; got {text!r}") from None
+    if not all(np.isfinite(e) and -89 <= e <= 89 for e in els) or len(set(els)) != len(els):
+        raise ValueError(f"--novel-elevations must be distinct degrees in [-89, 89]; got {text!r}")
+    return els
 
 
 def _run(args) -> int:
@@ -230,11 +262,16 @@ def _run(args) -> int:
         raise ValueError("--recon-steps must be >= 1 and --asset-steps >= 0")
     steer = SteerSettings(mode=args.steer, at=tuple(args.steer_at))
     rings = None
-    if args.rings:
+    if args.rings is None:
+        from mvgen.settings import AppConfig, default_rings
+
+        rings = default_rings(AppConfig.from_yaml(), args.views)
+    elif args.rings.strip().lower() not in ("", "none"):
         from mvgen.rigs import ring_elevations
 
         rings = tuple(ring_elevations(2 * len(args.rings.split(",")), args.rings.split(",")))[::2]
         ring_elevations(args.views, rings)  # the message names the field
+    novel_elevations = _parse_novel_elevations(args.novel_elevations)
     if args.json:
         check_output_file(args.json, "--json")
     if args.grids and Path(args.grids).exists() and not Path(args.grids).is_dir():
@@ -245,7 +282,7 @@ def _run(args) -> int:
     settings = AssetEvalSettings(views=args.views, elevation=args.elevation, rings=rings, steps=args.steps,
                                  guidance=args.guidance, seed=args.seed, asset_steps=args.asset_steps,
                                  holdout=parse_holdout(d.get("holdout", "every-2")), backend=d.get("backend", "auto"),
-                                 steer=steer)
+                                 steer=steer, novel_elevations=novel_elevations)
     pipe, path = load_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)
     captions = example_captions(args.split, args.limit, seed=args.seed)

@@ -204,7 +204,7 @@ def _run(args) -> int:
     from mvgen import limits
     from mvgen.checks import check_output_size, check_seed
     from mvgen.job import model_output_sizes
-    from mvgen.settings import AppConfig, check_prompt, check_rings, pick_rings, steer_settings
+    from mvgen.settings import AppConfig, check_prompt, check_rings, default_rings, pick_rings, steer_settings
 
     # every argument is checked before the model loads (the pipeline would check some only after loading)
     prompt = check_prompt(args.prompt)
@@ -219,7 +219,8 @@ def _run(args) -> int:
     steer = steer_settings(args.steer, cfg.steer)  # refuse a bad mode before the model loads
     if args.cameras and args.rings is not None:
         raise ValueError("give --cameras or --rings, not both (the cameras fix every view's elevation)")
-    rings = None if args.cameras else check_rings(cfg.rings if rings is None else rings, args.views)
+    rings = None if args.cameras else check_rings(default_rings(cfg, args.views) if rings is None else rings,
+                                                  args.views)
     fit_config = cfg.fit_config(seed=args.seed) if steer.mode != "off" else None
     output_size = check_output_size(args.output_size if args.output_size is not None else cfg.output_size,
                                     model_output_sizes(Path(args.model) if args.model else default_model_path()))

@@ -107,7 +107,7 @@ class AppConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
         check_run_settings(self, self.views, self.elevation, self.steps, self.guidance, self.seed,
-                           self.recon_steps)
+                           self.recon_steps, rings=self.rings or "")  # the config's views fit its own rings
 
     @classmethod
     def from_yaml(cls, path: str | Path = DEFAULT_CONFIG, **overrides) -> "AppConfig":
@@ -200,8 +200,8 @@ def check_run_settings(cfg: AppConfig, views, elevation, steps, guidance, seed, 
     as int, ``steer`` as ``SteerSettings``; None: ``cfg.steer``; ``output_size`` as an int or None = native;
     None: ``cfg.output_size``), ``output_size`` against the model's ``output_sizes`` when they are given
     (``mvgen.job.model_output_sizes``, ``PTDiTMultiViewPipeline.output_sizes``); ``rings`` as a tuple of
-    elevations or None = one ring at ``elevation`` (None: ``cfg.rings``; "" or (): one ring, whatever the config
-    says; ``check_rings``).
+    elevations or None = one ring at ``elevation`` (None: ``cfg.rings``, or one ring when this run asks for fewer
+    views than the config's rings need, 2 per ring; "" or (): one ring, whatever the config says; ``check_rings``).
 
     Raises ValueError naming the field (views, elevation, steps, guidance, seed, recon_steps, steer, output_size,
     rings).
@@ -214,7 +214,7 @@ def check_run_settings(cfg: AppConfig, views, elevation, steps, guidance, seed, 
     recon_steps = check_recon_steps(cfg, recon_steps)
     steer = steer_settings(cfg.steer if steer is None else steer, cfg.steer)
     output_size = check_output_size(cfg.output_size if output_size is None else output_size, output_sizes)
-    rings = check_rings(cfg.rings if rings is None else rings, views)
+    rings = check_rings(default_rings(cfg, views) if rings is None else rings, views)
     return {"views": views, "elevation": elevation, "steps": steps, "guidance": guidance, "seed": seed,
             "recon_steps": recon_steps, "steer": steer, "output_size": output_size, "rings": rings}
 
@@ -252,6 +252,12 @@ def check_rings(value, views: int | None = None) -> tuple[float, ...] | None:
         raise ValueError(f"rings: {len(rings)} rings need at least {2 * len(rings)} views (2 per ring), got "
                          f"{views} views")
     return rings
+
+
+def default_rings(cfg: AppConfig, views: int) -> tuple[float, ...] | None:
+    """The config's rings for a run that did not ask for any: ``cfg.rings`` where ``views`` cover them (2 per
+    ring), else None (one ring at the run's elevation), so that `--views 2` alone is no error."""
+    return cfg.rings if cfg.rings and views >= 2 * len(cfg.rings) else None
 
 
 def pick_rings(elevation, rings, names: tuple[str, str] = ("elevation", "rings")):

@@ -40,6 +40,8 @@ class FitConfig:
     steps_min: int = 300
     steps_max: int = 5000
     batch_views: int = 1  # views per step; more views per step = smoother gradients, slower steps
+    coarse_factor: int = 1  # coarse-to-fine: the first coarse_until of the steps render and compare the views at
+    coarse_until: float = 0.0  # 1/coarse_factor of their size (area-downsampled targets, rescaled intrinsics)
     init: str = "hull"  # "hull" (visual hull of the alpha masks) or "random" (uniform in the bounding sphere)
     init_points: int = 6000  # Gaussians at the start
     init_opacity: float = 0.1  # initial opacity of every Gaussian
@@ -85,6 +87,9 @@ class FitConfig:
             raise FitError(f"sh_degree must be in 0..3, got {self.sh_degree}")
         if self.batch_views < 1 or self.init_points < 1 or self.max_gaussians < 1:
             raise FitError("batch_views, init_points and max_gaussians must be positive")
+        if not isinstance(self.coarse_factor, int) or self.coarse_factor < 1 or not 0 <= self.coarse_until <= 1:
+            raise FitError(f"coarse_factor must be an integer >= 1 and coarse_until in [0, 1], got "
+                           f"{self.coarse_factor!r}, {self.coarse_until!r}")
         self.background = tuple(float(c) for c in self.background)
         if len(self.background) != 3:
             raise FitError(f"background must be 3 numbers, got {self.background}")
@@ -212,13 +217,14 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     losses: list[float] = []
     stopped_early = False
     step = 0
-    single = [cameras[[i]] for i in range(len(cameras))] if cfg.batch_views == 1 else None  # indexed once
+    levels = _levels(target_rgb, target_alpha, cameras, cfg)
     for step in range(cfg.steps):
         ids = next(batches)
         sh_active = min(cfg.sh_degree, (step + sh_offset) // cfg.sh_every)
-        cams = single[ids[0]] if single is not None else cameras[ids]
+        until, rgb_t, alpha_t, cams_all, single = levels[0] if step < levels[0][0] else levels[-1]
+        cams = single[ids[0]] if single is not None else cams_all[ids]
         rgb, alpha, info = _render(params, cams, sh_active, bg, backend)
-        loss = _loss(cfg, params, rgb, alpha, target_rgb[ids], target_alpha[ids])
+        loss = _loss(cfg, params, rgb, alpha, rgb_t[ids], alpha_t[ids])
         if not torch.isfinite(loss):
             raise FitError(f"loss became non-finite at step {step}; try a lower learning rate or fewer steps")
         opt.step(loss, step, info)
@@ -257,6 +263,24 @@ def _initial_params(images: Tensor, cameras: Cameras, cfg: FitConfig, radius: fl
         with torch.no_grad():
             params["opacities"].fill_(math.log(cfg.init_opacity / (1 - cfg.init_opacity)))
     return params
+
+
+def _levels(target_rgb: Tensor, target_alpha: Tensor, cameras: Cameras, cfg: FitConfig) -> list[tuple]:
+    """The resolutions a fit trains at, coarse first: (last step + 1, rgb, alpha, cameras, per-view cameras or
+    None). Full size only, or (coarse-to-fine) first the views area-downsampled by ``coarse_factor`` with
+    intrinsics rescaled to match, until ``coarse_until`` of the steps."""
+    def level(until, rgb, alpha, cams):
+        single = [cams[[i]] for i in range(len(cams))] if cfg.batch_views == 1 else None  # indexed once
+        return until, rgb, alpha, cams, single
+
+    full = level(cfg.steps, target_rgb, target_alpha, cameras)
+    f, H, W = cfg.coarse_factor, cameras.height, cameras.width
+    until = int(cfg.steps * cfg.coarse_until)
+    if f == 1 or until == 0 or H // f < 8 or W // f < 8:
+        return [full]
+    size = (H // f, W // f)
+    area = lambda x: torch.nn.functional.interpolate(x, size=size, mode="area")  # noqa: E731
+    return [level(until, area(target_rgb), area(target_alpha), cameras.resized(size[1], size[0])), full]
 
 
 def _view_batches(num_views: int, batch: int, gen: torch.Generator):

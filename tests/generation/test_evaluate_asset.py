@@ -42,6 +42,18 @@ def test_an_oracle_generator_scores_like_the_oracle(tmp_path):
     assert "| default | 1 |" in table(rep)
 
 
+def test_more_novel_elevations_score_the_same_fits_again(tmp_path):
+    s = AssetEvalSettings(views=8, asset_steps=10, backend="cpu", novel_elevations=(35.0, 5.0))
+    rep = evaluate_assets(OracleViews(), ["a red mug"], replace(FAST, steps=30), s)
+    row = rep["per_caption"][0]
+    assert set(row["by_elevation"]) == {"35", "5"}
+    assert row["asset"] == row["by_elevation"]["35"]["asset"]  # the headline is the first elevation
+    assert row["by_elevation"]["5"]["asset"]["psnr"] != row["asset"]["psnr"]  # other cameras, other images
+    assert set(rep["mean_by_elevation"]) == {"35", "5"} and rep["mean"] == rep["mean_by_elevation"]["35"]
+    lines = table(rep).splitlines()
+    assert len(lines) == 4 and "novel elevation 5°" in lines[3]
+
+
 def test_two_rings_reach_the_pipeline_and_each_half_covers_both(tmp_path):
     seen = {}
 
@@ -60,7 +72,10 @@ def test_two_rings_reach_the_pipeline_and_each_half_covers_both(tmp_path):
                                          (["--asset-steps", "-1"], "--asset-steps"),
                                          (["--steer", "gaussians", "--steer-at", "2"], "steer at"),
                                          (["--rings", "10,x"], "rings"), (["--rings", "10,95"], "rings"),
-                                         (["--views", "4", "--rings", "0,20,40"], "rings")])
+                                         (["--views", "4", "--rings", "0,20,40"], "rings"),
+                                         (["--novel-elevations", "35,x"], "--novel-elevations"),
+                                         (["--novel-elevations", "35,35"], "--novel-elevations"),
+                                         (["--novel-elevations", "95"], "--novel-elevations")])
 def test_cli_refuses_bad_arguments_before_loading(argv, match, capsys):
     from mvgen.cli import main
 

@@ -44,7 +44,8 @@ def model_2x(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def fast_config(tmp_path_factory):
-    """Settings that run every stage in seconds: 2 views, 2 denoising steps, 20 fitting steps of 800 Gaussians."""
+    """Settings that run every stage in seconds: 2 views on one ring, 2 denoising steps, 20 fitting steps of 800
+    Gaussians."""
     import yaml
 
     from mvgen.settings import REPO
@@ -53,7 +54,7 @@ def fast_config(tmp_path_factory):
     preset["fit"].update(init_points=800, max_gaussians=2000, early_stop_tol=0.0)
     path = tmp_path_factory.mktemp("cfg") / "fit_fast.yaml"
     path.write_text(yaml.safe_dump(preset))
-    return AppConfig.from_yaml(views=2, views_min=2, steps=2, recon_steps=20, recon_config=str(path),
+    return AppConfig.from_yaml(views=2, views_min=2, rings="", steps=2, recon_steps=20, recon_config=str(path),
                                video_frames=8, video_width=64, mesh_resolution=32, max_image_size=64)
 
 

@@ -37,6 +37,13 @@ def test_settings_take_rings_and_name_bad_ones():
         AppConfig(rings=[10, 30], views=2, views_min=2)
     with pytest.raises(ValueError, match="rings must be elevations in degrees, each in"):
         AppConfig(rings=[-70])
+    shipped = AppConfig.from_yaml(views_min=2)  # configs/app.yaml asks for rings 10 and 30 by default
+    assert shipped.rings == (10.0, 30.0)
+    assert check_run_settings(shipped, 16, 20, 20, 3.0, 0, 400)["rings"] == (10.0, 30.0)
+    assert check_run_settings(shipped, 4, 20, 20, 3.0, 0, 400)["rings"] == (10.0, 30.0)
+    assert check_run_settings(shipped, 3, 20, 20, 3.0, 0, 400)["rings"] is None  # too few views for the default
+    with pytest.raises(ValueError, match="rings: 2 rings need at least 4 views"):  # ... but not when asked for
+        check_run_settings(shipped, 3, 20, 20, 3.0, 0, 400, rings="10,30")
     assert pick_rings(None, None) is None and pick_rings(25, None) == "" and pick_rings(None, "10,30") == "10,30"
     with pytest.raises(ValueError, match=r"^give --elevation \(one ring\) or --rings \(several elevations\), not"):
         pick_rings(20, "10,30", ("--elevation", "--rings"))
@@ -129,8 +136,11 @@ def test_generate_command_rings_and_bad_rings_before_loading(tiny_model, tmp_pat
     assert main(["generate", "a red mug", "--out", str(tmp_path / "g"), *common, "--rings", "10,30"]) == 0
     m = json.loads((tmp_path / "g" / "manifest.json").read_text())
     assert m["rings"] == [10.0, 30.0] and m["elevations_deg"] == [10.0, 10.0, 30.0, 30.0]
-    assert main(["generate", "a red mug", "--out", str(tmp_path / "d"), *common]) == 0  # the default: one ring at 20
+    assert main(["generate", "a red mug", "--out", str(tmp_path / "d"), *common]) == 0  # configs/app.yaml: 10, 30
     m = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert m["rings"] == [10.0, 30.0] and m["elevations_deg"] == [10.0, 10.0, 30.0, 30.0]
+    assert main(["generate", "a red mug", "--out", str(tmp_path / "n"), *common, "--rings", "none"]) == 0
+    m = json.loads((tmp_path / "n" / "manifest.json").read_text())
     assert m["rings"] is None and m["elevation"] == 20.0 and m["elevations_deg"] == [20.0] * 4
 
 

@@ -2,11 +2,15 @@
 on a tiny procedural scene folder."""
 
 import json
+import math
+from dataclasses import replace
 
 import pytest
+import torch
 
 from mvgen.cli import main
 from reconstruction.fit import FitConfig, _converged, fit, scheduled
+from reconstruction.rasterize import rasterization
 
 
 def test_steps_follow_the_scene_and_an_override_wins():
@@ -71,3 +75,50 @@ def test_bench_fit_real_bad_input(scene_dir, capsys):
     assert "FIELD=VALUE" in capsys.readouterr().err
     assert main(["bench", "fit-real", str(scene_dir), "--set", "stepz=3", "--no-lpips"]) == 2
     assert "unknown fit config field" in capsys.readouterr().err
+
+
+
+def test_coarse_levels_are_the_views_downsampled_under_rescaled_cameras(blob_views):
+    from reconstruction.fit import _levels, composite
+
+    from tests.reconstruction.conftest import blob_object
+
+    images, cams = blob_views
+    cfg = scheduled(FitConfig(steps=100, coarse_factor=2, coarse_until=0.3), 8, 32, 32)
+    (until, rgb, alpha, coarse, single), full = _levels(composite(images, cfg.background), images[:, 3:], cams, cfg)
+    assert until == 30 and full[0] == 100 and rgb.shape == (8, 3, 16, 16) and alpha.shape == (8, 1, 16, 16)
+    assert (coarse.width, coarse.height) == (16, 16) and len(single) == 8 and full[3] is cams
+    means, quats, scales, opac, colors = blob_object()
+    with torch.no_grad():  # the object drawn at the coarse cameras is the full-size views' area downsample
+        _, drawn, _ = rasterization(means, quats, scales, opac, colors, coarse.viewmats, coarse.K, 16, 16,
+                                    backend="cpu")
+    drawn = drawn[..., 0]  # (8, 16, 16); the rasterizer's 0.3 px² blur makes it a little wider than the downsample
+
+    def centroid(a):
+        ys, xs = torch.meshgrid(torch.arange(16) + 0.5, torch.arange(16) + 0.5, indexing="ij")
+        return torch.stack([(a * xs).sum((1, 2)), (a * ys).sum((1, 2))], 1) / a.sum((1, 2))[:, None]
+
+    assert (centroid(drawn) - centroid(alpha[:, 0])).abs().max() < 0.05  # pixels: the same place in every view
+    assert (drawn - alpha[:, 0]).abs().mean() < 0.08
+    assert len(_levels(rgb, alpha, cams, replace(cfg, coarse_factor=1))) == 1  # off
+    assert len(_levels(rgb, alpha, cams, replace(cfg, coarse_factor=8))) == 1  # 4 px: too small, off
+
+
+def test_a_coarse_to_fine_fit_renders_small_first(blob_views, monkeypatch):
+    import reconstruction.fit as fit_module
+
+    sizes = []
+    render = fit_module._render
+    monkeypatch.setattr(fit_module, "_render", lambda p, c, *a: sizes.append(c.width) or render(p, c, *a))
+    images, cams = blob_views
+    cfg = FitConfig(steps=20, coarse_factor=2, coarse_until=0.5, init_points=300, early_stop_tol=0.0)
+    res = fit(images, cams, cfg, backend="cpu")
+    assert sizes == [16] * 10 + [32] * 10 and res.steps == 20 and all(map(math.isfinite, res.losses))
+
+
+@pytest.mark.parametrize("bad", [{"coarse_factor": 0}, {"coarse_factor": 1.5}, {"coarse_until": 1.5}])
+def test_bad_coarse_settings_are_refused(bad):
+    from reconstruction.fit import FitError
+
+    with pytest.raises(FitError, match="coarse"):
+        FitConfig(**bad)

@@ -171,7 +171,7 @@ def handlers(tmp_path_factory):
     from ui.handlers import Handlers
     from ui.sessions import SessionFolders
 
-    cfg = AppConfig.from_yaml(views=2, views_min=2, steps=2, recon_steps=20, max_image_size=64)
+    cfg = AppConfig.from_yaml(views=2, views_min=2, rings="", steps=2, recon_steps=20, max_image_size=64)
     root = tmp_path_factory.mktemp("app")
     return Handlers(cfg, root / "no-model", SessionFolders(root / "app"))
 
@@ -332,7 +332,8 @@ def demo(tmp_path_factory):
 
     saved = os.environ.get("GRADIO_TEMP_DIR")
     root = tmp_path_factory.mktemp("built")
-    yield build_app(root / "no-model", AppConfig.from_yaml(views=2, views_min=2, recon_steps=20), workdir=root / "app")
+    cfg = AppConfig.from_yaml(views=2, views_min=2, rings="", recon_steps=20)
+    yield build_app(root / "no-model", cfg, workdir=root / "app")
     if saved is None:
         os.environ.pop("GRADIO_TEMP_DIR", None)
     else:

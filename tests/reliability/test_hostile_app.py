@@ -25,8 +25,8 @@ def tight(tmp_path_factory):
     from ui.handlers import Handlers
     from ui.sessions import SessionFolders
 
-    cfg = AppConfig.from_yaml(views=2, views_min=2, steps=2, recon_steps=20, max_image_size=64, max_upload_mb=1,
-                              max_unzipped_mb=1, max_zip_files=50, max_upload_views=3)
+    cfg = AppConfig.from_yaml(views=2, views_min=2, rings="", steps=2, recon_steps=20, max_image_size=64,
+                              max_upload_mb=1, max_unzipped_mb=1, max_zip_files=50, max_upload_views=3)
     root = tmp_path_factory.mktemp("tight")
     return Handlers(cfg, root / "no-model", SessionFolders(root / "app"))
 
@@ -158,7 +158,8 @@ def client(tmp_path_factory):
 
     saved = os.environ.get("GRADIO_TEMP_DIR")
     root = tmp_path_factory.mktemp("served")
-    app = build_app(root / "no-model", AppConfig.from_yaml(views=2, views_min=2, recon_steps=20), workdir=root / "a")
+    cfg = AppConfig.from_yaml(views=2, views_min=2, rings="", recon_steps=20)
+    app = build_app(root / "no-model", cfg, workdir=root / "a")
     port = free_port()
     launch_app(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     try:
