@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from mvgen.cameras import Cameras
+from reconstruction import warn_if_spinning
 from reconstruction.gaussians import Gaussians
 from reconstruction.init import INITS, initial_gaussians, outside_hull
 from reconstruction.rasterize import rasterization
@@ -198,6 +199,8 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     Raises FitError on bad views or when the loss becomes non-finite.
     """
     check_views(images, cameras)
+    if images.device.type == "cpu":
+        warn_if_spinning()
     cfg = scheduled(config or FitConfig(), images.shape[0], images.shape[2], images.shape[3])
     cameras = cameras.to(images.device)
     start = start.to(images.device) if start is not None else None

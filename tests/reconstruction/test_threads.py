@@ -61,3 +61,19 @@ def test_threading_layer_is_thread_safe_next_to_torch(blob_views):
     assert not errors, errors
     for r in results:  # the same run as alone: kernels of the two threads did not mix
         assert r.losses == alone.losses and torch.equal(r.gaussians.means, alone.gaussians.means)
+
+
+def test_active_wait_policy_is_reported_once(blob_views, monkeypatch, capsys):
+    import reconstruction
+
+    images, cams = blob_views
+    cfg = FitConfig(steps=2, init_points=50, early_stop_tol=0.0)
+    monkeypatch.setattr(reconstruction, "_warned", [])
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    fit(images, cams, cfg, backend="cpu")
+    assert "OMP_WAIT_POLICY" not in capsys.readouterr().err
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    fit(images, cams, cfg, backend="cpu")
+    fit(images, cams, cfg, backend="cpu")
+    err = capsys.readouterr().err
+    assert err.count("OMP_WAIT_POLICY=ACTIVE is set") == 1 and "PASSIVE" in err
