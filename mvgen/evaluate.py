@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mvgen.limits import DEFAULT_GUIDANCE
+
 
 def eval_rig(index: int, views: int, size: int, seed: int):
     """The deterministic camera rig of the ``index``-th evaluated caption."""
@@ -58,7 +60,7 @@ def retrieval_distances(lpips_fn, gen, meshes: list, captions: list[str], camera
     return torch.cat(out)
 
 
-def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 20, guidance: float = 3.0,
+def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 20, guidance: float = DEFAULT_GUIDANCE,
                         seed: int = 0, out: Path | None = None, progress=None, output_size: int | None = None) -> dict:
     import torch
 
@@ -141,7 +143,7 @@ def add_sampling_arguments(p) -> None:
     """--views --steps --guidance --seed --model: how every `mvgen evaluate ...` samples the model."""
     p.add_argument("--views", type=int, default=8)
     p.add_argument("--steps", type=int, default=20, help="denoising steps")
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="pipeline folder (default: the shipped model)")
 

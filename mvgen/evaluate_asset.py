@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mvgen.limits import DEFAULT_GUIDANCE
+
 NOVEL_ELEVATION = 35.0
 
 
@@ -36,7 +38,7 @@ class AssetEvalSettings:
     elevation: float = 20.0
     rings: tuple[float, ...] | None = None  # several elevations instead of one (mvgen.rigs.ring_elevations)
     steps: int = 20
-    guidance: float = 3.0
+    guidance: float = DEFAULT_GUIDANCE
     seed: int = 0
     asset_steps: int = 200
     holdout: int = 2
@@ -211,7 +213,7 @@ def add_parser(what) -> None:
                                    "ring to ring (mvgen.rigs.ring_elevations); none: one ring at --elevation "
                                    f"(default: the job's, {rings}, where --views cover them)")
     p.add_argument("--steps", type=int, default=d.get("steps", 20), help="denoising steps")
-    p.add_argument("--guidance", type=float, default=d.get("guidance", 3.0))
+    p.add_argument("--guidance", type=float, default=d.get("guidance", DEFAULT_GUIDANCE))
     p.add_argument("--recon-steps", type=int, default=d.get("recon_steps", 400), help="scoring-fit steps")
     p.add_argument("--asset-steps", type=int, default=d.get("asset_steps", 200),
                    help="steps of the asset's continuation on all views (0: the asset is the scoring fit)")

@@ -25,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from mvgen.data.captions import CATEGORIES, COLORS, ObjectSpec
+from mvgen.limits import DEFAULT_GUIDANCE
 
 ATTRIBUTES = ("color", "part_color", "category")
 
@@ -69,8 +70,8 @@ def nearest(gen, spec: ObjectSpec, attribute: str, cameras, lpips_fn) -> ObjectS
     return candidates[int(d.argmin())]
 
 
-def score_prompts(pipe, rows: list[dict], views: int = 8, steps: int = 20, guidance: float = 3.0, seed: int = 0,
-                  progress=None) -> list[dict]:
+def score_prompts(pipe, rows: list[dict], views: int = 8, steps: int = 20, guidance: float = DEFAULT_GUIDANCE,
+                  seed: int = 0, progress=None) -> list[dict]:
     """For each row {prompt, spec, attributes}: generate at a seeded rig (``mvgen.evaluate.eval_rig``), and
     record per attribute whether the intended object is the nearest (``hits``) and which one was."""
     import torch

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvgen.limits import VIEWS
+from mvgen.limits import DEFAULT_GUIDANCE, VIEWS
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "mvgen-tiny"
 
@@ -83,7 +83,7 @@ def write_generation(pipe, prompt: str, folder: Path, **generation) -> dict:
 
 
 def sample_views(pipe, prompt: str, *, views: int = 8, elevation: float = 20.0, steps: int = 20,
-                 guidance: float = 3.0, seed: int = 0, cameras=None, model_path: Path | None = None,
+                 guidance: float = DEFAULT_GUIDANCE, seed: int = 0, cameras=None, model_path: Path | None = None,
                  callback=None, steer=None, fit_config=None, backend: str = "auto",
                  autocast: bool | None = None, output_size: int | None = None, rings=None) -> tuple:
     """(views [V,H,W,3] float in [0,1] as a numpy array, their ``Cameras``, the manifest) of one prompt.
@@ -185,7 +185,7 @@ def register(sub) -> None:
                    "azimuth, taken in pairs from ring to ring (default: configs/app.yaml's rings, null = one ring)")
     p.add_argument("--cameras", help="a transforms.json whose cameras to use instead of the orbit")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steer", default="off", help="3D-consistent sampling: off | gaussians (slower; fits Gaussians "
                    "during sampling with the reconstruction settings of configs/app.yaml)")

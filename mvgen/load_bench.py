@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mvgen.limits import DEFAULT_GUIDANCE
+
 PROMPTS = ("a red mug", "a blue vase", "a red chair with white legs", "an orange car with black wheels")
 QUEUE_FULL = re.compile(r"queue\W+(is\W+)?full", re.IGNORECASE)
 
@@ -127,7 +129,7 @@ def get_page(url: str, timeout: float = 30.0) -> float:
 def job_settings(args, i: int) -> dict:
     """The /generate arguments of client ``i``'s jobs (README "API (gradio_client)")."""
     return dict(prompt=PROMPTS[i % len(PROMPTS)], views=args.views, elevation=20, seed=i, steps=args.steps,
-                guidance=3.0, recon_steps=args.recon_steps, stop_after_views=False, steer=False)
+                guidance=DEFAULT_GUIDANCE, recon_steps=args.recon_steps, stop_after_views=False, steer=False)
 
 
 def submit(client, settings: dict, tally: Tally) -> None:

@@ -18,7 +18,7 @@ from diffusers.utils import BaseOutput
 
 from mvgen.cameras import Cameras, orbit
 from mvgen.checks import check_output_size
-from mvgen.limits import STEPS, VIEWS
+from mvgen.limits import DEFAULT_GUIDANCE, STEPS, VIEWS
 from mvgen.text import DEFAULT_TEXT_ENCODER, MAX_PROMPT_TOKENS, check_prompts, encode_text, load_text_encoder
 
 
@@ -214,7 +214,7 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         num_views: int = 8,
         elevation: float = 20.0,
         num_inference_steps: int = 20,
-        guidance_scale: float = 3.0,
+        guidance_scale: float = DEFAULT_GUIDANCE,
         negative_prompt: str = "",
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,

@@ -36,7 +36,7 @@ class AppConfig:
     #     (odd) views each cover every ring (mvgen.rigs.ring_elevations); 2 views per ring at least. 16 views on
     #     10/30 scored 22.95 dB at novel cameras vs 22.17 on one ring at 20 (docs/asset/eval_asset_v16*.json)
     steps: int = 20  # denoising steps: the held-out PSNR in README was measured at 20
-    guidance: float = 3.0  # classifier-free guidance scale: 3 measured best on held-out captions
+    guidance: float = limits.DEFAULT_GUIDANCE  # classifier-free guidance scale (measured: limits.py)
     seed: int = 0  # one seed + the same settings = the same views, so a run can be repeated
     steer: SteerSettings = field(default_factory=SteerSettings)  # 3D-consistent sampling: "off" (fast) or
     #                                                              "gaussians" (fits during sampling, slower)

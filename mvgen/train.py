@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mvgen.limits import DEFAULT_GUIDANCE
+
 
 @dataclass
 class TrainConfig:
@@ -375,7 +377,7 @@ def _sample_grid(out, step, model, ema, vae, scheduler, tokenizer, text_encoder,
         prompts = prompts[:2] + example_captions("heldout", 2, seed=0)
     except (ImportError, ValueError):
         pass
-    res = pipe(prompts, num_views=6, num_inference_steps=cfg.sample_steps, guidance_scale=3.0,
+    res = pipe(prompts, num_views=6, num_inference_steps=cfg.sample_steps, guidance_scale=DEFAULT_GUIDANCE,
                generator=torch.Generator().manual_seed(0))
     (Path(out) / "samples").mkdir(exist_ok=True)
     save_png(grid(res.images, labels=prompts), Path(out) / "samples" / f"step{step:06d}.png")

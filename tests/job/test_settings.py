@@ -65,3 +65,17 @@ def test_config_round_trips_through_a_file(tmp_path):
     path = tmp_path / "app.yaml"
     path.write_text(json.dumps(cfg.to_dict()))  # JSON is YAML
     assert AppConfig.from_yaml(path) == cfg
+
+
+def test_every_sampler_defaults_to_the_measured_guidance():
+    import inspect
+
+    from mvgen.cli import build_parser
+    from mvgen.pipeline import PTDiTMultiViewPipeline
+
+    assert AppConfig.from_yaml().guidance == AppConfig().guidance == limits.DEFAULT_GUIDANCE
+    assert inspect.signature(PTDiTMultiViewPipeline.__call__).parameters["guidance_scale"].default == limits.DEFAULT_GUIDANCE
+    parser = build_parser()
+    for argv in (["generate", "a red mug", "--out", "g"], ["evaluate", "generation"], ["evaluate", "attributes"],
+                 ["evaluate", "wording"], ["evaluate", "asset"]):
+        assert parser.parse_args(argv).guidance == limits.DEFAULT_GUIDANCE, argv
