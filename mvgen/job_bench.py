@@ -71,6 +71,8 @@ def register_fit_real(subparsers) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "cpu", "gsplat", "torch"])
     p.add_argument("--no-lpips", action="store_true")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K: where the views are fitted")
+    p.add_argument("--profile", action="store_true",
+                   help="also time the stages of every fitting step (CPU and wall ms per step) and print the split")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.set_defaults(func=run_fit_real)
 
@@ -113,7 +115,8 @@ def run_fit_real(args) -> int:
     for s in steps:
         cfg = replace(base, steps=0 if s == "auto" else int(s))
         load0 = os.getloadavg()[0]
-        rep = evaluate_holdout(images, cameras, every, cfg, args.backend, with_lpips=not args.no_lpips)
+        rep = evaluate_holdout(images, cameras, every, cfg, args.backend, with_lpips=not args.no_lpips,
+                               profile=args.profile)
         m = rep.metrics
         rows.append({"steps": s, "steps_run": m["fit_steps"], "stopped_early": rep.fit.stopped_early,
                      "cpu_s": m["fit_cpu_seconds"], "wall_s": m["fit_seconds"], "gaussians": m["n_gaussians"],
@@ -122,6 +125,8 @@ def run_fit_real(args) -> int:
                      "lpips_impl": m.get("lpips_impl", "")})
         print(f"  steps {s}: {m['fit_steps']} run, held-out {m['psnr']:.2f} dB, {m['fit_cpu_seconds']:.1f} CPU s, "
               f"{m['fit_seconds']:.1f} s wall", flush=True)
+        if args.profile:
+            rows[-1]["profile"] = print_profile(rep.fit)
     print(f"\n{args.scene}: {len(train)} fitted views at {posed.cameras.width}x{posed.cameras.height}, "
           f"{len(held)} held out ({args.holdout}), background {list(base.background)}")
     print(markdown_table(rows, ["steps", "steps_run", "cpu_s", "wall_s", "gaussians", "heldout_psnr",
@@ -134,6 +139,19 @@ def run_fit_real(args) -> int:
     write_json(args.json, {"scene": str(args.scene), "holdout": args.holdout, "config": base.to_dict(),
                            "rows": rows})
     return 0
+
+
+def print_profile(result) -> list[dict]:
+    """Print (and return) the stage split of a fit run with ``profile=True``."""
+    from reconstruction.bench import markdown_table
+    from reconstruction.profile import profile_rows
+
+    rows = profile_rows(result.profile or {}, result.steps, result.cpu_seconds, result.seconds)
+    threads = os.environ.get("NUMBA_NUM_THREADS", str(os.cpu_count()))
+    print(f"\n  where the {result.steps} steps' time went (exclusive of inner stages; numba threads {threads}; "
+          f"cpu_per_wall near the thread count = the stage uses them):")
+    print(markdown_table(rows, ["stage", "cpu_ms_per_step", "wall_ms_per_step", "cpu_share", "cpu_per_wall"]))
+    return rows
 
 
 def free_port() -> int:

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from reconstruction.profile import stage
+
 ALPHA_MIN = np.float32(1.0 / 255.0)
 SH_C0 = 0.2820947917738781
 SH_C1 = -0.48860251190292
@@ -392,8 +394,10 @@ class ProjectCPU(torch.autograd.Function):
         arrays = (_np(means), _np(quats), _np(scales))
         cams = (_np(viewmats), _np(Ks), _np(campos))
         sh_np = _np(sh)
-        out = _project_fwd(*arrays, _np(opacities), sh_np, *cams, width, height, np.float32(eps2d),
-                           np.float32(near), np.float32(far), np.float32(radius_clip), sh_degree)
+        opac = _np(opacities)
+        with stage("projection + SH (forward)"):
+            out = _project_fwd(*arrays, opac, sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
+                               np.float32(far), np.float32(radius_clip), sh_degree)
         ctx.state = (arrays, sh_np, cams, width, height, eps2d, near, far, sh_degree)
         ctx.device = means.device
         radii, means2d, depths, conics, colors = (torch.from_numpy(o).to(means.device) for o in out)
@@ -406,8 +410,10 @@ class ProjectCPU(torch.autograd.Function):
         arrays, sh_np, cams, width, height, eps2d, near, far, sh_degree = ctx.state
         C, N = v_depths.shape
         v_col = _np(v_colors) if sh_degree >= 0 else np.zeros((C, 0, 3), np.float32)
-        grads = _project_bwd(*arrays, sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
-                             np.float32(far), sh_degree, _np(v_means2d), _np(v_depths), _np(v_conics), v_col)
+        v_in = (_np(v_means2d), _np(v_depths), _np(v_conics), v_col)
+        with stage("projection + SH (backward)"):
+            grads = _project_bwd(*arrays, sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
+                                 np.float32(far), sh_degree, *v_in)
         v_means, v_quats, v_scales, v_sh = (torch.from_numpy(g).to(ctx.device) for g in grads)
         return (v_means, v_quats, v_scales, v_sh if sh_degree >= 0 else None,
                 None, None, None, None, None, None, None, None, None, None)

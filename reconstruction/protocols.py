@@ -90,12 +90,14 @@ class HoldoutReport:
 
 
 def evaluate_holdout(images: Tensor, cameras: Cameras, every: int, config: FitConfig | None = None,
-                     backend: str = "auto", progress=None, with_lpips: bool = True) -> HoldoutReport:
-    """Fit on the non-held-out views, score the held-out ones (or the fitted ones if ``every`` is 0)."""
+                     backend: str = "auto", progress=None, with_lpips: bool = True,
+                     profile: bool = False) -> HoldoutReport:
+    """Fit on the non-held-out views, score the held-out ones (or the fitted ones if ``every`` is 0);
+    ``profile``: the fit's stage times in ``report.fit.profile``."""
     config = config or FitConfig()
     t0 = time.perf_counter()
     train, held = holdout_split(images.shape[0], every)
-    result = fit(images[train], cameras[train], config, backend=backend, progress=progress)
+    result = fit(images[train], cameras[train], config, backend=backend, progress=progress, profile=profile)
     scored = held or train
     pred, _ = render(result.gaussians, cameras[scored], config.background, backend)
     target = composite(images[scored], config.background)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from reconstruction.profile import stage
+
 C1 = 0.01 ** 2
 C2 = 0.03 ** 2
 
@@ -149,8 +151,9 @@ class SSIMMean(torch.autograd.Function):
         B, C, H, W = x.shape
         xn = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32).reshape(B * C, H, W)
         yn = np.ascontiguousarray(y.detach().cpu().numpy(), np.float32).reshape(B * C, H, W)
-        s, d_mu, d_xx, d_xy = _ssim_terms(_blur2d(xn, g), _blur2d(yn, g), _blur2d(xn * xn, g),
-                                          _blur2d(yn * yn, g), _blur2d(xn * yn, g))
+        with stage("SSIM (forward)"):
+            s, d_mu, d_xx, d_xy = _ssim_terms(_blur2d(xn, g), _blur2d(yn, g), _blur2d(xn * xn, g),
+                                              _blur2d(yn * yn, g), _blur2d(xn * yn, g))
         ctx.state = (xn, yn, d_mu, d_xx, d_xy, g, x.shape, x.device)
         return torch.tensor(float(s.mean(dtype=np.float64)), dtype=x.dtype, device=x.device)
 
@@ -159,7 +162,9 @@ class SSIMMean(torch.autograd.Function):
     def backward(ctx, v):
         xn, yn, d_mu, d_xx, d_xy, g, shape, device = ctx.state
         scale = np.float32(float(v) / xn.size)
-        dx = (_blur2d_adjoint(d_mu, g) + 2 * xn * _blur2d_adjoint(d_xx, g) + yn * _blur2d_adjoint(d_xy, g)) * scale
+        with stage("SSIM (backward)"):
+            dx = (_blur2d_adjoint(d_mu, g) + 2 * xn * _blur2d_adjoint(d_xx, g)
+                  + yn * _blur2d_adjoint(d_xy, g)) * scale
         return torch.from_numpy(dx.reshape(shape)).to(device), None, None
 
 

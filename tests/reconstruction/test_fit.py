@@ -51,6 +51,19 @@ def test_visual_hull_init_lies_inside_the_masks(blob_views):
     assert initial_gaussians("hull", opaque, cams, 200, 0, radius=1.0).means.norm(dim=-1).max() <= 1.0 + 1e-5
 
 
+def test_visual_hull_carved_in_passes_equals_all_views_at_once(blob_views, monkeypatch):
+    import reconstruction.init as init
+
+    images, cams = blob_views
+    runs = []
+    for chunk in (1, 3, len(cams)):  # one view per pass, a ragged last pass, every view in one pass
+        monkeypatch.setattr(init, "HULL_CHUNK", chunk)
+        runs.append(visual_hull_points(images, cams, 400, radius=1.6, resolution=24, seed=3))
+    assert len(runs[0][0]) > 100
+    for points, rgb in runs[1:]:
+        assert torch.equal(points, runs[0][0]) and torch.equal(rgb, runs[0][1])
+
+
 def test_render_of_fitted_gaussians_shapes(blob_views):
     images, cams = blob_views
     res = fit(images, cams, FitConfig(**{**TINY, "steps": 5}), backend="cpu")
