@@ -33,8 +33,9 @@ to float32 precision the two can disagree about drawing one Gaussian at a pixel 
 Only the 2D stage lives here; projection, covariance and SH are ``reconstruction/project_cpu.py`` (one compiled
 pass with its own backward; the torch functions of ``rasterize.py`` when cameras need gradients), so autograd
 carries the gradients of ``means2d``, ``conics``, ``colors`` and ``opacities`` back to means, quats, scales and SH.
-Parallel loops use numba's default static split (each thread one contiguous range of tiles): its chunked dynamic
-schedule (``numba.parallel_chunksize``) was measured 1.5-8x slower here (chunk 8 / 1 tiles, backward).
+Work is dealt to threads by ``_schedule``: one ``prange`` iteration per thread, each with its own list of tiles,
+balanced by the tiles' list lengths (numba's static split of the tile range gave one of two threads ~1.5x the
+mean work on lego; its chunked dynamic schedule, ``numba.parallel_chunksize``, was measured 1.5-8x slower here).
 Kernels are compiled on first use and cached on disk (``cache=True``, in ``NUMBA_CACHE_DIR``: a user cache folder,
 see ``reconstruction/__init__.py``); a fresh install compiles once (~50 s on the busy 2-core dev machine, announced
 on stderr by ``reconstruction.jit``), later processes load the cache (~2 s).
@@ -46,6 +47,7 @@ import math
 
 import numpy as np
 import torch
+import numba
 from numba import njit, prange
 
 from reconstruction.profile import stage
@@ -139,6 +141,42 @@ def _bin_gaussians(means2d, radii, depths, tile_size, tiles_x, tiles_y):
     return offsets, ids
 
 
+TILE_COST = 4  # a tile's fixed work (its buffers, reading and writing its pixels) in units of one listed Gaussian
+
+
+@njit(cache=True)
+def _schedule(cost, n_workers):
+    """Deal the jobs (tiles) to ``n_workers`` threads with balanced work: jobs sorted by ``cost`` (Gaussians in
+    the list, + ``TILE_COST``), most expensive first, dealt in a snake order (workers 0..n-1, then n-1..0, ...),
+    so every worker gets the same number of jobs and nearly the same work.
+
+    Returns: jobs [n_jobs] i64 (job indices, worker ``w``'s in ``jobs[bounds[w]:bounds[w + 1]]``),
+        bounds [n_workers + 1] i64.
+    A contiguous split of the image (numba's static ``prange`` schedule) gives one thread 1.3-1.6x the mean work
+    when the object sits in part of the frame (lego, 100 px, 2 threads: 1.48x on average over its views).
+    """
+    n = cost.shape[0]
+    order = np.argsort(-(cost + TILE_COST), kind="mergesort")  # stable: equal costs keep tile order
+    owner = np.empty(n, np.int64)
+    counts = np.zeros(n_workers + 1, np.int64)
+    for j in range(n):
+        r = j % (2 * n_workers)
+        w = r if r < n_workers else 2 * n_workers - 1 - r
+        owner[j] = w
+        counts[w + 1] += 1
+    bounds = np.cumsum(counts)
+    fill = bounds[:-1].copy()
+    jobs = np.empty(n, np.int64)
+    for j in range(n):
+        jobs[fill[owner[j]]] = order[j]
+        fill[owner[j]] += 1
+    return jobs, bounds
+
+
+def _workers(n_jobs: int) -> int:
+    return max(1, min(numba.get_num_threads(), n_jobs))
+
+
 @njit(inline="always")
 def _tile_rect(job, n_tiles, tiles_x, tile_size, width, height):
     """Image index and pixel rectangle [px0, px1) x [py0, py1) of parallel job ``job`` (image-major tiles)."""
@@ -205,14 +243,16 @@ def _alpha(mx, ca, cb, cc, op, sm, x, dy, xa, xb):
 
 
 @njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
-def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, width, height, tile_size, tiles_x,
-             tiles_y):
+def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jobs, bounds, width, height, tile_size,
+             tiles_x, tiles_y):
     """Front-to-back compositing.
 
     Args: means2d [I,N,2], conics [I,N,3], colors [I,N,D], opacities [I,N] (f32), radii [I,N,2] i32,
-        s_max [I,N] f32 (log(opacity * 255)), offsets / ids from ``_bin_gaussians``.
+        s_max [I,N] f32 (log(opacity * 255)), offsets / ids from ``_bin_gaussians``, jobs / bounds from
+        ``_schedule``.
     Returns: image [I,H,W,D] f32 (no background), T [I,H,W] f32 final transmittance,
-        n_used [I,H,W] i32 (1 + position in the tile list of the last Gaussian drawn at the pixel; 0 if none).
+        n_used [I,H,W] i32 (1 + position in the tile list of the last Gaussian drawn at the pixel; 0 if none),
+        tile_used [I*T] i64 (per tile the largest n_used: the length of the list the backward walks).
 
     The tile's state (T, accumulated colour per channel, last Gaussian drawn, live) is kept as [row, column] planes
     so a Gaussian's row pass reads and writes contiguous rows.
@@ -222,70 +262,75 @@ def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, wid
     image = np.zeros((I, height, width, D), np.float32)
     T_out = np.ones((I, height, width), np.float32)
     n_used = np.zeros((I, height, width), np.int32)
-    for job in prange(I * n_tiles):
-        i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
-        tw = px1 - px0
-        th = py1 - py0
-        T = np.ones((th, tw), np.float32)
-        acc = np.zeros((D, th, tw), np.float32)
-        last = np.zeros((th, tw), np.int32)
-        live = np.ones((th, tw), np.bool_)  # False once the pixel's transmittance is used up
-        w_row = np.empty(tw, np.float32)  # one row's blending weights alpha * T of the current Gaussian
-        row_live = np.full(th, tw, np.int64)  # pixels of each row still live
-        active = tw * th
-        start = offsets[job]
-        for k in range(start, offsets[job + 1]):
-            g = ids[k]
-            mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
-            xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
-            ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
-            if xa >= xb:
-                continue
-            used = np.int32(k - start + 1)
-            for y in range(ya, yb):
-                if row_live[y - py0] == 0:
+    tile_used = np.zeros(I * n_tiles, np.int64)
+    for w in prange(bounds.shape[0] - 1):  # one worker per thread, its tiles from ``_schedule``
+        for q in range(bounds[w], bounds[w + 1]):
+            job = jobs[q]
+            i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
+            tw = px1 - px0
+            th = py1 - py0
+            T = np.ones((th, tw), np.float32)
+            acc = np.zeros((D, th, tw), np.float32)
+            last = np.zeros((th, tw), np.int32)
+            live = np.ones((th, tw), np.bool_)  # False once the pixel's transmittance is used up
+            w_row = np.empty(tw, np.float32)  # one row's blending weights alpha * T of the current Gaussian
+            row_live = np.full(th, tw, np.int64)  # pixels of each row still live
+            active = tw * th
+            start = offsets[job]
+            for k in range(start, offsets[job + 1]):
+                g = ids[k]
+                mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
+                xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
+                ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
+                if xa >= xb:
                     continue
-                dy = my - (np.float32(y) + np.float32(0.5))
-                T_row = T[y - py0]
-                last_row = last[y - py0]
-                live_row = live[y - py0]
-                stopped = 0
-                for c in range(tw):
-                    alpha, _, ok = _alpha(mx, ca, cb, cc, op, sm, px0 + c, dy, xa, xb)
-                    Tp = T_row[c]
-                    next_T = Tp * (np.float32(1.0) - alpha)
-                    ok = ok & live_row[c]
-                    stop = ok & (next_T <= np.float32(T_MIN))  # this Gaussian is not drawn, the pixel is done
-                    draw = ok & (next_T > np.float32(T_MIN))
-                    w_row[c] = alpha * Tp if draw else np.float32(0.0)
-                    T_row[c] = next_T if draw else Tp
-                    last_row[c] = used if draw else last_row[c]
-                    live_row[c] = live_row[c] & ~stop
-                    stopped += 1 if stop else 0
-                active -= stopped
-                row_live[y - py0] -= stopped
-                for d in range(D):
-                    col = colors[i, g, d]
-                    acc_row = acc[d, y - py0]
+                used = np.int32(k - start + 1)
+                for y in range(ya, yb):
+                    if row_live[y - py0] == 0:
+                        continue
+                    dy = my - (np.float32(y) + np.float32(0.5))
+                    T_row = T[y - py0]
+                    last_row = last[y - py0]
+                    live_row = live[y - py0]
+                    stopped = 0
                     for c in range(tw):
-                        acc_row[c] += col * w_row[c]
-            if active == 0:
-                break
-        for y in range(py0, py1):
-            for x in range(px0, px1):
-                for d in range(D):
-                    image[i, y, x, d] = acc[d, y - py0, x - px0]
-                T_out[i, y, x] = T[y - py0, x - px0]
-                n_used[i, y, x] = last[y - py0, x - px0]
-    return image, T_out, n_used
+                        alpha, _, ok = _alpha(mx, ca, cb, cc, op, sm, px0 + c, dy, xa, xb)
+                        Tp = T_row[c]
+                        next_T = Tp * (np.float32(1.0) - alpha)
+                        ok = ok & live_row[c]
+                        stop = ok & (next_T <= np.float32(T_MIN))  # this Gaussian is not drawn, the pixel is done
+                        draw = ok & (next_T > np.float32(T_MIN))
+                        w_row[c] = alpha * Tp if draw else np.float32(0.0)
+                        T_row[c] = next_T if draw else Tp
+                        last_row[c] = used if draw else last_row[c]
+                        live_row[c] = live_row[c] & ~stop
+                        stopped += 1 if stop else 0
+                    active -= stopped
+                    row_live[y - py0] -= stopped
+                    for d in range(D):
+                        col = colors[i, g, d]
+                        acc_row = acc[d, y - py0]
+                        for c in range(tw):
+                            acc_row[c] += col * w_row[c]
+                if active == 0:
+                    break
+            for y in range(py0, py1):
+                for x in range(px0, px1):
+                    for d in range(D):
+                        image[i, y, x, d] = acc[d, y - py0, x - px0]
+                    T_out[i, y, x] = T[y - py0, x - px0]
+                    n_used[i, y, x] = last[y - py0, x - px0]
+                    tile_used[job] = max(tile_used[job], last[y - py0, x - px0])
+    return image, T_out, n_used, tile_used
 
 
 @njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
-def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, T_final, n_used, v_image, v_alpha,
-              width, height, tile_size, tiles_x, tiles_y):
+def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jobs, bounds, T_final, n_used, v_image,
+              v_alpha, width, height, tile_size, tiles_x, tiles_y):
     """Back-to-front gradient pass (3DGS style: T recovered by division, colour behind kept in a buffer).
 
-    Args: forward inputs, ``T_final`` / ``n_used`` from ``_forward``, v_image [I,H,W,D], v_alpha [I,H,W]
+    Args: forward inputs (``jobs`` / ``bounds`` scheduled on the forward's ``tile_used``), ``T_final`` /
+        ``n_used`` from ``_forward``, v_image [I,H,W,D], v_alpha [I,H,W]
         (gradients of the loss w.r.t. the image without background and w.r.t. alpha = 1 - T_final).
     Returns: per-intersection gradients g_xy [n_isect,2], g_conic [n_isect,3], g_color [n_isect,D],
         g_opacity [n_isect], summed per Gaussian by ``_reduce``.
@@ -301,96 +346,98 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, T_
     g_conic = np.zeros((n_isect, 3), np.float32)
     g_color = np.zeros((n_isect, D), np.float32)
     g_opacity = np.zeros(n_isect, np.float32)
-    for job in prange(I * n_tiles):
-        i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
-        tw = px1 - px0
-        th = py1 - py0
-        T = np.empty((th, tw), np.float32)
-        last = np.empty((th, tw), np.int32)
-        v_T = np.empty((th, tw), np.float32)  # T_final * v_alpha
-        buf = np.zeros((D, th, tw), np.float32)  # colour composited behind the current Gaussian
-        v_img = np.empty((D, th, tw), np.float32)  # the tile's image gradients, one plane per channel
-        w_row = np.empty(tw, np.float32)  # per-pixel terms of the current Gaussian in one row: alpha * T,
-        tm_row = np.empty(tw, np.float32)  # T in front of it and 1 / (1 - alpha) where it is drawn (else 0),
-        ram_row = np.empty(tw, np.float32)
-        va_row = np.empty(tw, np.float32)  # the gradient w.r.t. its alpha,
-        q_row = np.empty(tw, np.float32)  # exp(-sigma) where alpha is not clamped (else 0)
-        lanes = np.empty((6 + D, tw), np.float32)  # the current Gaussian's gradients summed per tile column
-        l_x, l_y, l_a, l_b, l_c, l_o = lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5]
-        row_last = np.zeros(th, np.int32)  # per row: the largest n_used (Gaussians from there on are not drawn)
-        max_last = 0
-        for y in range(py0, py1):
-            for x in range(px0, px1):
-                T[y - py0, x - px0] = T_final[i, y, x]
-                last[y - py0, x - px0] = n_used[i, y, x]
-                v_T[y - py0, x - px0] = T_final[i, y, x] * v_alpha[i, y, x]
-                for d in range(D):
-                    v_img[d, y - py0, x - px0] = v_image[i, y, x, d]
-                max_last = max(max_last, n_used[i, y, x])
-                row_last[y - py0] = max(row_last[y - py0], n_used[i, y, x])
-        start = offsets[job]
-        for k in range(start + max_last - 1, start - 1, -1):
-            local = k - start
-            g = ids[k]
-            mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
-            xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
-            ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
-            if xa >= xb:
-                continue
-            lanes[:] = np.float32(0.0)
-            for y in range(ya, yb):
-                ry = y - py0
-                if local >= row_last[ry]:
+    for w in prange(bounds.shape[0] - 1):  # one worker per thread, its tiles from ``_schedule``
+        for q in range(bounds[w], bounds[w + 1]):
+            job = jobs[q]
+            i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
+            tw = px1 - px0
+            th = py1 - py0
+            T = np.empty((th, tw), np.float32)
+            last = np.empty((th, tw), np.int32)
+            v_T = np.empty((th, tw), np.float32)  # T_final * v_alpha
+            buf = np.zeros((D, th, tw), np.float32)  # colour composited behind the current Gaussian
+            v_img = np.empty((D, th, tw), np.float32)  # the tile's image gradients, one plane per channel
+            w_row = np.empty(tw, np.float32)  # per-pixel terms of the current Gaussian in one row: alpha * T,
+            tm_row = np.empty(tw, np.float32)  # T in front of it and 1 / (1 - alpha) where it is drawn (else 0),
+            ram_row = np.empty(tw, np.float32)
+            va_row = np.empty(tw, np.float32)  # the gradient w.r.t. its alpha,
+            q_row = np.empty(tw, np.float32)  # exp(-sigma) where alpha is not clamped (else 0)
+            lanes = np.empty((6 + D, tw), np.float32)  # the current Gaussian's gradients summed per tile column
+            l_x, l_y, l_a, l_b, l_c, l_o = lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5]
+            row_last = np.zeros(th, np.int32)  # per row: the largest n_used (Gaussians from there on are not drawn)
+            max_last = 0
+            for y in range(py0, py1):
+                for x in range(px0, px1):
+                    T[y - py0, x - px0] = T_final[i, y, x]
+                    last[y - py0, x - px0] = n_used[i, y, x]
+                    v_T[y - py0, x - px0] = T_final[i, y, x] * v_alpha[i, y, x]
+                    for d in range(D):
+                        v_img[d, y - py0, x - px0] = v_image[i, y, x, d]
+                    max_last = max(max_last, n_used[i, y, x])
+                    row_last[y - py0] = max(row_last[y - py0], n_used[i, y, x])
+            start = offsets[job]
+            for k in range(start + max_last - 1, start - 1, -1):
+                local = k - start
+                g = ids[k]
+                mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
+                xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
+                ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
+                if xa >= xb:
                     continue
-                dy = my - (np.float32(y) + np.float32(0.5))
-                T_row = T[ry]
-                last_row = last[ry]
-                vT_row = v_T[ry]
-                n_ok = 0
-                for c in range(tw):
-                    alpha, vis, ok = _alpha(mx, ca, cb, cc, op, sm, px0 + c, dy, xa, xb)
-                    ok = ok & (local < last_row[c])
-                    alpha = alpha if ok else np.float32(0.0)
-                    ra = np.float32(1.0) / (np.float32(1.0) - alpha)
-                    Tp = T_row[c] * ra  # transmittance in front of this Gaussian (unchanged where not drawn)
-                    T_row[c] = Tp
-                    m = np.float32(1.0) if ok else np.float32(0.0)
-                    w_row[c] = alpha * Tp
-                    tm_row[c] = m * Tp
-                    ram_row[c] = m * ra
-                    va_row[c] = m * vT_row[c] * ra
-                    # alpha depends on sigma and opacity only where it is not clamped
-                    q_row[c] = m * vis if op * vis <= np.float32(ALPHA_MAX) else np.float32(0.0)
-                    n_ok += 1 if ok else 0
-                if n_ok == 0:  # the Gaussian is not drawn in this row: every term below is zero
-                    continue
-                for d in range(D):
-                    col = colors[i, g, d]
-                    buf_row = buf[d, ry]
-                    vimg_row = v_img[d, ry]
-                    l_col = lanes[6 + d]
+                lanes[:] = np.float32(0.0)
+                for y in range(ya, yb):
+                    ry = y - py0
+                    if local >= row_last[ry]:
+                        continue
+                    dy = my - (np.float32(y) + np.float32(0.5))
+                    T_row = T[ry]
+                    last_row = last[ry]
+                    vT_row = v_T[ry]
+                    n_ok = 0
                     for c in range(tw):
-                        vc = vimg_row[c]
-                        l_col[c] += w_row[c] * vc
-                        va_row[c] += (col * tm_row[c] - buf_row[c] * ram_row[c]) * vc
-                        buf_row[c] += col * w_row[c]
-                for c in range(tw):
-                    dx = mx - (np.float32(px0 + c) + np.float32(0.5))
-                    v_sigma = -op * q_row[c] * va_row[c]
-                    l_a[c] += np.float32(0.5) * v_sigma * dx * dx
-                    l_b[c] += v_sigma * dx * dy
-                    l_c[c] += np.float32(0.5) * v_sigma * dy * dy
-                    l_x[c] += v_sigma * (ca * dx + cb * dy)
-                    l_y[c] += v_sigma * (cb * dx + cc * dy)
-                    l_o[c] += q_row[c] * va_row[c]
-            g_xy[k, 0] = l_x.sum()
-            g_xy[k, 1] = l_y.sum()
-            g_conic[k, 0] = l_a.sum()
-            g_conic[k, 1] = l_b.sum()
-            g_conic[k, 2] = l_c.sum()
-            g_opacity[k] = l_o.sum()
-            for d in range(D):
-                g_color[k, d] = lanes[6 + d].sum()
+                        alpha, vis, ok = _alpha(mx, ca, cb, cc, op, sm, px0 + c, dy, xa, xb)
+                        ok = ok & (local < last_row[c])
+                        alpha = alpha if ok else np.float32(0.0)
+                        ra = np.float32(1.0) / (np.float32(1.0) - alpha)
+                        Tp = T_row[c] * ra  # transmittance in front of this Gaussian (unchanged where not drawn)
+                        T_row[c] = Tp
+                        m = np.float32(1.0) if ok else np.float32(0.0)
+                        w_row[c] = alpha * Tp
+                        tm_row[c] = m * Tp
+                        ram_row[c] = m * ra
+                        va_row[c] = m * vT_row[c] * ra
+                        # alpha depends on sigma and opacity only where it is not clamped
+                        q_row[c] = m * vis if op * vis <= np.float32(ALPHA_MAX) else np.float32(0.0)
+                        n_ok += 1 if ok else 0
+                    if n_ok == 0:  # the Gaussian is not drawn in this row: every term below is zero
+                        continue
+                    for d in range(D):
+                        col = colors[i, g, d]
+                        buf_row = buf[d, ry]
+                        vimg_row = v_img[d, ry]
+                        l_col = lanes[6 + d]
+                        for c in range(tw):
+                            vc = vimg_row[c]
+                            l_col[c] += w_row[c] * vc
+                            va_row[c] += (col * tm_row[c] - buf_row[c] * ram_row[c]) * vc
+                            buf_row[c] += col * w_row[c]
+                    for c in range(tw):
+                        dx = mx - (np.float32(px0 + c) + np.float32(0.5))
+                        v_sigma = -op * q_row[c] * va_row[c]
+                        l_a[c] += np.float32(0.5) * v_sigma * dx * dx
+                        l_b[c] += v_sigma * dx * dy
+                        l_c[c] += np.float32(0.5) * v_sigma * dy * dy
+                        l_x[c] += v_sigma * (ca * dx + cb * dy)
+                        l_y[c] += v_sigma * (cb * dx + cc * dy)
+                        l_o[c] += q_row[c] * va_row[c]
+                g_xy[k, 0] = l_x.sum()
+                g_xy[k, 1] = l_y.sum()
+                g_conic[k, 0] = l_a.sum()
+                g_conic[k, 1] = l_b.sum()
+                g_conic[k, 2] = l_c.sum()
+                g_opacity[k] = l_o.sum()
+                for d in range(D):
+                    g_color[k, d] = lanes[6 + d].sum()
     return g_xy, g_conic, g_color, g_opacity
 
 
@@ -438,9 +485,11 @@ class RasterizeCPU(torch.autograd.Function):
         arrays = (*arrays, s_max)
         with stage("rasterize: tile binning + depth sort"):
             offsets, ids = _bin_gaussians(arrays[0], arrays[4], _np(depths), tile_size, tiles_x, tiles_y)
+            jobs, bounds = _schedule(np.diff(offsets), _workers(len(offsets) - 1))
         with stage("rasterize: composite (forward)"):
-            image, T, n_used = _forward(*arrays, offsets, ids, width, height, tile_size, tiles_x, tiles_y)
-        ctx.state = (arrays, offsets, ids, T, n_used, width, height, tile_size, tiles_x, tiles_y)
+            image, T, n_used, tile_used = _forward(*arrays, offsets, ids, jobs, bounds, width, height, tile_size,
+                                                   tiles_x, tiles_y)
+        ctx.state = (arrays, offsets, ids, T, n_used, tile_used, width, height, tile_size, tiles_x, tiles_y)
         ctx.device = means2d.device
         alpha = 1.0 - torch.from_numpy(T)
         return torch.from_numpy(image).to(means2d.device), alpha[..., None].to(means2d.device)
@@ -448,15 +497,16 @@ class RasterizeCPU(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, v_image, v_alpha):
-        arrays, offsets, ids, T, n_used, width, height, tile_size, tiles_x, tiles_y = ctx.state
+        arrays, offsets, ids, T, n_used, tile_used, width, height, tile_size, tiles_x, tiles_y = ctx.state
         N = arrays[0].shape[1]
         from reconstruction.jit import first_call
 
         with first_call("raster_cpu_backward", "the CPU splatting kernels' backward pass", __file__, "_backward"):
             v_img, v_a = _np(v_image), _np(v_alpha[..., 0])
             with stage("rasterize: backward"):
-                grads = _backward(*arrays, offsets, ids, T, n_used, v_img, v_a, width, height, tile_size, tiles_x,
-                                  tiles_y)
+                jobs, bounds = _schedule(tile_used, _workers(len(tile_used)))
+                grads = _backward(*arrays, offsets, ids, jobs, bounds, T, n_used, v_img, v_a, width, height,
+                                  tile_size, tiles_x, tiles_y)
             with stage("rasterize: per-Gaussian gradient sums"):
                 v_xy, v_conic, v_color, v_opacity = _reduce(offsets, ids, tiles_x * tiles_y, N, *grads)
         out = [torch.from_numpy(v).to(ctx.device) for v in (v_xy, v_conic, v_color, v_opacity)]
