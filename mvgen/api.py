@@ -75,11 +75,13 @@ class ViewGenerator:
 
     def __call__(self, prompt: str, views: int | None = None, elevation: float | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
-                 cameras=None, output_size: int | None = None, rings=None) -> GeneratedViews:
+                 cameras=None, output_size: int | None = None, rings=None,
+                 part_guidance: float | None = None) -> GeneratedViews:
         """Views of ``prompt`` on an orbit of ``views`` cameras at ``elevation`` degrees, or on several ``rings``
         (elevations such as ``(10, 30)`` or "10,30": views taken in pairs from ring to ring; not with
         ``elevation``), or under ``cameras`` (``mvgen.cameras.Cameras``); ``output_size`` px square (one of
-        ``output_sizes``); unset settings come from the config. ValueError naming a bad field."""
+        ``output_sizes``); ``part_guidance``: part-colour guidance for prompts that name a part colour (0: off);
+        unset settings come from the config. ValueError naming a bad field."""
         from mvgen.generate import sample_views, vocabulary_warning
         from mvgen.settings import CLI_RANGES, check_prompt, check_rings, check_run_settings, pick_rings
 
@@ -92,14 +94,15 @@ class ViewGenerator:
             rings = ""
         s = check_run_settings(cfg, *(v if v is not None else getattr(cfg, k) for k, v in (
             ("views", views), ("elevation", elevation), ("steps", steps), ("guidance", guidance), ("seed", seed),
-            ("recon_steps", None))), output_size=output_size, output_sizes=self.output_sizes, rings=rings)
+            ("recon_steps", None))), output_size=output_size, output_sizes=self.output_sizes, rings=rings,
+            part_guidance=part_guidance)
         warning = vocabulary_warning(prompt, self.model_path)
         if warning:
             self.warnings.append(warning)
         images, cams, manifest = sample_views(
             self.pipe, prompt, views=s["views"], elevation=s["elevation"], steps=s["steps"], guidance=s["guidance"],
             seed=s["seed"], cameras=cameras, model_path=self.model_path, autocast=cfg.autocast(),
-            output_size=s["output_size"], rings=s["rings"])
+            output_size=s["output_size"], rings=s["rings"], part_guidance=s["part_guidance"])
         return GeneratedViews(prompt, images, cams, manifest)
 
 

@@ -30,6 +30,7 @@ def train_decoder_2x(cfg, resume: bool = False) -> Path:
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
     from tqdm.auto import tqdm
 
+    from mvgen.device import training_precision
     from mvgen.models.updecoder import UpDecoder2x
     from mvgen.trainutil import LossLog, dump_config, resume_state, save_checkpoint
     from mvgen.vae import _initial_vae, load_views_tensor, optimizer_step, warmup_cosine
@@ -45,7 +46,10 @@ def train_decoder_2x(cfg, resume: bool = False) -> Path:
     check_render_size(cfg.data, cfg.resolution)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    precision, note = training_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
+    acc = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+    if note:
+        acc.print(note)
     train = load_views_tensor(cfg.data, "train", cfg.resolution)  # (N, 3, R, R) uint8
     if 0 < cfg.train_views < len(train):  # a fixed random subset (the encoder's pass and RAM scale with it)
         train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.train_views]]

@@ -62,3 +62,34 @@ def describe(device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     return device.type
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU multiplies bf16 natively (x86: AVX512-BF16 or AMX; other CPUs: oneDNN's bf16 check).
+
+    Where it does, bf16 autocast is the faster way to run the transformer on the CPU (README: ~380 vs ~96 GFLOP/s
+    on an AVX512-BF16 EPYC). Where it does not, bf16 is emulated and is far slower than fp32 (measured on an AVX2
+    EPYC: 1024² matmul 0.57 vs 51 GFLOP/s; 8 views × 20 steps 7.0 s in fp32 against ~70 s under autocast), so
+    every "auto" precision choice on the CPU goes through here.
+    """
+    import platform
+
+    import torch
+
+    try:
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without these probes: assume emulation (safe, fp32)
+        return False
+
+
+def training_precision(requested: str, device_type: str) -> tuple[str, str | None]:
+    """(the mixed precision to train with, a one-line note or None) for a config's ``mixed_precision``.
+
+    ``bf16`` on a CPU without native bf16 (``cpu_has_fast_bf16``) trains in fp32 ("no") instead, with a note that
+    says so: the same optimisation, several times faster there. Other requests pass unchanged."""
+    if requested == "bf16" and device_type == "cpu" and not cpu_has_fast_bf16():
+        return "no", ("mixed_precision: bf16 asked, but this CPU has no native bf16 (AVX512-BF16/AMX), where bf16 "
+                      "runs many times slower than fp32: training in fp32")
+    return requested, None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvgen.limits import DEFAULT_GUIDANCE
+from mvgen.limits import DEFAULT_GUIDANCE, DEFAULT_PART_GUIDANCE, PART_GUIDANCE
 
 
 def eval_rig(index: int, views: int, size: int, seed: int):
@@ -61,8 +61,11 @@ def retrieval_distances(lpips_fn, gen, meshes: list, captions: list[str], camera
 
 
 def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 20, guidance: float = DEFAULT_GUIDANCE,
-                        seed: int = 0, out: Path | None = None, progress=None, output_size: int | None = None) -> dict:
+                        seed: int = 0, out: Path | None = None, progress=None, output_size: int | None = None,
+                        part_guidance: float = DEFAULT_PART_GUIDANCE) -> dict:
     import torch
+
+    from mvgen.generate import part_contrast
 
     from mvgen.checks import check_seed
     from mvgen.metrics import get_lpips
@@ -76,7 +79,7 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
     for i, (cap, rig) in enumerate(zip(captions, rigs)):
         t0 = time.time()
         sample = dict(cameras=rig, num_inference_steps=steps, guidance_scale=guidance,
-                      generator=torch.Generator().manual_seed(seed + i))
+                      generator=torch.Generator().manual_seed(seed + i), **part_contrast(cap, part_guidance))
         if size == pipe.image_size:
             gen, native = pipe(cap, output_type="pt", **sample).images[0].float(), None
         else:  # one sample, both decoders: the 2x decoder's views and the native decode bicubic-upsampled
@@ -110,7 +113,7 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
     mean = lambda k, rs=rows: float(np.mean([r[k] for r in rs]))  # noqa: E731
     report = {"n": len(captions), "views": views, "image_size": size, "native_size": pipe.image_size,
               "decoder": "vae" if size == pipe.image_size else "decoder_2x", "steps": steps, "guidance": guidance,
-              "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips"), "lpips_impl": lpips_impl,
+              "part_guidance": part_guidance, "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips"), "lpips_impl": lpips_impl,
               "retrieval_top1": hits / len(captions), "seconds_per_prompt": t_gen / len(captions)}
     if size != pipe.image_size:
         native = [r["upsampled_native"] for r in rows]
@@ -140,10 +143,12 @@ def upsample(images, size: int):
 
 
 def add_sampling_arguments(p) -> None:
-    """--views --steps --guidance --seed --model: how every `mvgen evaluate ...` samples the model."""
+    """--views --steps --guidance --part-guidance --seed --model: how every `mvgen evaluate ...` samples the model."""
     p.add_argument("--views", type=int, default=8)
     p.add_argument("--steps", type=int, default=20, help="denoising steps")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    p.add_argument("--part-guidance", type=float, default=DEFAULT_PART_GUIDANCE,
+                   help="part-colour guidance scale for prompts that name a part colour (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="pipeline folder (default: the shipped model)")
 
@@ -184,6 +189,7 @@ def _run(args) -> int:
     check_output_size(args.output_size, model_output_sizes(args.model or default_model_path()))  # before loading
     if args.limit < 2:
         raise ValueError("--limit must be at least 2 (retrieval needs more than one caption)")
+    PART_GUIDANCE.check_number("--part-guidance", args.part_guidance)
     if args.json:  # output paths are checked before the model loads and the prompts run
         check_output_file(args.json, "--json")
     if args.grids and Path(args.grids).exists() and not Path(args.grids).is_dir():
@@ -196,7 +202,8 @@ def _run(args) -> int:
     bar = tqdm(total=len(captions), desc=f"evaluate {args.split}")
     rep = evaluate_generation(pipe, captions, args.views, args.steps, args.guidance, args.seed,
                               Path(args.grids) if args.grids else None, progress=lambda i, n: bar.update(1),
-                              output_size=check_output_size(args.output_size, pipe.output_sizes))
+                              output_size=check_output_size(args.output_size, pipe.output_sizes),
+                              part_guidance=args.part_guidance)
     bar.close()
     rep.update({"split": args.split, "model": str(path)})
     print(f"| split | views (px) | prompts | views | PSNR dB | SSIM | LPIPS ({rep['lpips_impl']}) | retrieval top-1 "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvgen.limits import DEFAULT_GUIDANCE
+from mvgen.limits import DEFAULT_GUIDANCE, DEFAULT_PART_GUIDANCE, PART_GUIDANCE
 
 NOVEL_ELEVATION = 35.0
 
@@ -39,6 +39,7 @@ class AssetEvalSettings:
     rings: tuple[float, ...] | None = None  # several elevations instead of one (mvgen.rigs.ring_elevations)
     steps: int = 20
     guidance: float = DEFAULT_GUIDANCE
+    part_guidance: float = DEFAULT_PART_GUIDANCE  # for captions that name a part colour (mvgen.generate.part_contrast)
     seed: int = 0
     asset_steps: int = 200
     holdout: int = 2
@@ -78,7 +79,7 @@ def _generated_views(pipe, caption: str, s: AssetEvalSettings, seed: int, fit_co
     import torch
 
     from mvgen.cameras import load_views
-    from mvgen.generate import write_views
+    from mvgen.generate import part_contrast, write_views
     from mvgen.sampling3d import GaussianSteer
 
     steer = None
@@ -90,7 +91,7 @@ def _generated_views(pipe, caption: str, s: AssetEvalSettings, seed: int, fit_co
     res = pipe(caption, num_views=s.views, elevation=elevation, num_inference_steps=s.steps,
                guidance_scale=s.guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
                steer=steer, steer_steps=s.steer.step_indices(s.steps) if steer else (),
-               steer_strength=s.steer.strength if steer else 1.0)
+               steer_strength=s.steer.strength if steer else 1.0, **part_contrast(caption, s.part_guidance))
     with tempfile.TemporaryDirectory() as tmp:
         write_views(Path(tmp), res.images[0], res.cameras)
         return load_views(tmp), (steer.log if steer else [])
@@ -192,7 +193,7 @@ def job_defaults(path: str | Path | None = None) -> dict:
     from mvgen.settings import DEFAULT_CONFIG, AppConfig
 
     cfg = AppConfig.from_yaml(path or DEFAULT_CONFIG)
-    keys = ("views", "elevation", "rings", "steps", "guidance", "recon_steps", "asset_steps", "recon_config",
+    keys = ("views", "elevation", "rings", "steps", "guidance", "part_guidance", "recon_steps", "asset_steps", "recon_config",
             "holdout", "backend")
     return {k: getattr(cfg, k) for k in keys}
 
@@ -214,6 +215,8 @@ def add_parser(what) -> None:
                                    f"(default: the job's, {rings}, where --views cover them)")
     p.add_argument("--steps", type=int, default=d.get("steps", 20), help="denoising steps")
     p.add_argument("--guidance", type=float, default=d.get("guidance", DEFAULT_GUIDANCE))
+    p.add_argument("--part-guidance", type=float, default=d.get("part_guidance", DEFAULT_PART_GUIDANCE),
+                   help="part-colour guidance for captions that name a part colour (0: off)")
     p.add_argument("--recon-steps", type=int, default=d.get("recon_steps", 400), help="scoring-fit steps")
     p.add_argument("--asset-steps", type=int, default=d.get("asset_steps", 200),
                    help="steps of the asset's continuation on all views (0: the asset is the scoring fit)")
@@ -282,7 +285,8 @@ def _run(args) -> int:
     recon = recon if recon.is_absolute() else Path(__file__).resolve().parent.parent / recon
     fit_config = replace(FitConfig.from_yaml(recon), steps=args.recon_steps)
     settings = AssetEvalSettings(views=args.views, elevation=args.elevation, rings=rings, steps=args.steps,
-                                 guidance=args.guidance, seed=args.seed, asset_steps=args.asset_steps,
+                                 guidance=args.guidance, part_guidance=PART_GUIDANCE.check_number(
+                                     "--part-guidance", args.part_guidance), seed=args.seed, asset_steps=args.asset_steps,
                                  holdout=parse_holdout(d.get("holdout", "every-2")), backend=d.get("backend", "auto"),
                                  steer=steer, novel_elevations=novel_elevations)
     pipe, path = load_pipeline(args.model)

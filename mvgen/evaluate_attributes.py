@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from mvgen.data.captions import CATEGORIES, COLORS, ObjectSpec
-from mvgen.limits import DEFAULT_GUIDANCE
+from mvgen.limits import DEFAULT_GUIDANCE, DEFAULT_PART_GUIDANCE, PART_GUIDANCE
 
 ATTRIBUTES = ("color", "part_color", "category")
 
@@ -71,12 +71,14 @@ def nearest(gen, spec: ObjectSpec, attribute: str, cameras, lpips_fn) -> ObjectS
 
 
 def score_prompts(pipe, rows: list[dict], views: int = 8, steps: int = 20, guidance: float = DEFAULT_GUIDANCE,
-                  seed: int = 0, progress=None) -> list[dict]:
-    """For each row {prompt, spec, attributes}: generate at a seeded rig (``mvgen.evaluate.eval_rig``), and
-    record per attribute whether the intended object is the nearest (``hits``) and which one was."""
+                  seed: int = 0, progress=None, part_guidance: float = DEFAULT_PART_GUIDANCE) -> list[dict]:
+    """For each row {prompt, spec, attributes}: generate at a seeded rig (``mvgen.evaluate.eval_rig``), with
+    part-colour guidance ``part_guidance`` where the prompt names a part colour (``mvgen.generate.part_contrast``),
+    and record per attribute whether the intended object is the nearest (``hits``) and which one was."""
     import torch
 
     from mvgen.evaluate import eval_rig
+    from mvgen.generate import part_contrast
     from mvgen.metrics import get_lpips
 
     lpips_fn = get_lpips()
@@ -85,7 +87,8 @@ def score_prompts(pipe, rows: list[dict], views: int = 8, steps: int = 20, guida
         rig = eval_rig(i, views, pipe.image_size, seed)
         t0 = time.perf_counter()
         gen = pipe(row["prompt"], cameras=rig, num_inference_steps=steps, guidance_scale=guidance,
-                   output_type="pt", generator=torch.Generator().manual_seed(seed + i)).images[0].float()
+                   output_type="pt", generator=torch.Generator().manual_seed(seed + i),
+                   **part_contrast(row["prompt"], part_guidance)).images[0].float()
         seconds = time.perf_counter() - t0
         got = {a: nearest(gen, row["spec"], a, rig, lpips_fn) for a in row["attributes"]}
         out.append({**row, "spec": row["spec"].caption(), "seconds": round(seconds, 2),
@@ -184,6 +187,7 @@ def _run(args) -> int:
     from mvgen.limits import VIEWS
 
     VIEWS.check_int("--views", args.views)
+    PART_GUIDANCE.check_number("--part-guidance", args.part_guidance)
     specs = specs_for(args.split, args.limit, args.seed, with_part=True)
     if args.json:
         check_output_file(args.json, "--json")
@@ -192,11 +196,12 @@ def _run(args) -> int:
     pipe.set_progress_bar_config(disable=True)
     bar = tqdm(total=len(rows), desc=f"evaluate {args.which}")
     scored = score_prompts(pipe, rows, args.views, args.steps, args.guidance, args.seed,
-                           progress=lambda i, n: bar.update(1))
+                           progress=lambda i, n: bar.update(1), part_guidance=args.part_guidance)
     bar.close()
     acc = accuracy(scored)
     print(table(acc, f"{args.which} ({args.split}, {len(specs)} objects)"))
     if args.json:
         atomic_write_text(args.json, json.dumps({"which": args.which, "split": args.split, "model": str(path),
+                                                 "guidance": args.guidance, "part_guidance": args.part_guidance,
                                                  "accuracy": acc, "rows": scored}, indent=2))
     return 0

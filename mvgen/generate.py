@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvgen.limits import DEFAULT_GUIDANCE, VIEWS
+from mvgen.limits import DEFAULT_GUIDANCE, DEFAULT_PART_GUIDANCE, PART_GUIDANCE, VIEWS
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "mvgen-tiny"
 
@@ -34,6 +34,24 @@ def vocabulary_warning(prompt: str, model: Path) -> str | None:
         return (f"the default model only knows its training vocabulary ({e}); it will still generate, but "
                 f"expect an object from its vocabulary. See README 'What the default model knows'.")
     return None
+
+
+def part_contrast(prompt, part_guidance: float) -> dict:
+    """Pipeline keyword arguments of part-colour guidance for ``prompt``: the prompt without its part-colour
+    clause as ``contrast_prompt`` (``mvgen.data.wording.without_part_colour``) at ``contrast_scale`` =
+    ``part_guidance``; {} when it is 0 or the prompt names no part colour (one extra transformer pass per step
+    only where it can matter). A list of prompts gets guidance only if every prompt names a part colour."""
+    from mvgen.data.wording import without_part_colour
+
+    PART_GUIDANCE.check_number("part_guidance", part_guidance)
+    if part_guidance == 0:
+        return {}
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    contrast = [without_part_colour(p) for p in prompts]
+    if any(c is None or not c.strip() for c in contrast):
+        return {}
+    return {"contrast_prompt": contrast if not isinstance(prompt, str) else contrast[0],
+            "contrast_scale": float(part_guidance)}
 
 
 def alpha_from_white(rgb: np.ndarray, threshold: float = 0.04, softness: float = 0.04) -> np.ndarray:
@@ -85,7 +103,8 @@ def write_generation(pipe, prompt: str, folder: Path, **generation) -> dict:
 def sample_views(pipe, prompt: str, *, views: int = 8, elevation: float = 20.0, steps: int = 20,
                  guidance: float = DEFAULT_GUIDANCE, seed: int = 0, cameras=None, model_path: Path | None = None,
                  callback=None, steer=None, fit_config=None, backend: str = "auto",
-                 autocast: bool | None = None, output_size: int | None = None, rings=None) -> tuple:
+                 autocast: bool | None = None, output_size: int | None = None, rings=None,
+                 part_guidance: float = DEFAULT_PART_GUIDANCE) -> tuple:
     """(views [V,H,W,3] float in [0,1] as a numpy array, their ``Cameras``, the manifest) of one prompt.
 
     ``steer``: ``mvgen.sampling3d.SteerSettings`` of 3D-consistent sampling (None or mode "off": plain sampling),
@@ -94,6 +113,8 @@ def sample_views(pipe, prompt: str, *, views: int = 8, elevation: float = 20.0, 
     and ``output_size`` (None: native; twice it with the model's 2x decoder): see ``PTDiTMultiViewPipeline.__call__``.
     ``rings``: several elevations instead of ``elevation`` (``mvgen.settings.check_rings``; views taken in pairs
     from ring to ring: ``mvgen.rigs.ring_elevations``); the manifest records them and every view's elevation.
+    ``part_guidance``: the scale of part-colour guidance (``part_contrast``; 0: off); the manifest records it and
+    the contrast prompt it used.
     """
     import torch
 
@@ -108,18 +129,20 @@ def sample_views(pipe, prompt: str, *, views: int = 8, elevation: float = 20.0, 
     if rings and cameras is not None:
         raise ValueError("rings: give cameras or rings, not both (the cameras fix every view's elevation)")
     steering = steer_arguments(steer, fit_config, backend, steps)
+    contrast = part_contrast(prompt, part_guidance)
     t0 = time.time()
     per_view = ring_elevations(views, rings) if rings else elevation
     res = pipe(prompt, cameras=cameras, num_views=views, elevation=per_view, num_inference_steps=steps,
                guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
-               callback_on_step_end=callback, autocast=autocast, output_size=output_size, **steering)
+               callback_on_step_end=callback, autocast=autocast, output_size=output_size, **steering, **contrast)
     t_gen = time.time() - t0
     images = res.images[0]
     azimuths, elevations = orbit_angles(res.cameras)
     manifest = {
         "prompt": prompt, "seed": seed, "views": len(images), "elevation": None if rings else elevation,
         "rings": list(rings) if rings else None, "steps": steps,
-        "guidance": guidance, "model": str(model_path) if model_path else None,
+        "guidance": guidance, "part_guidance": contrast.get("contrast_scale", 0.0),
+        "contrast_prompt": contrast.get("contrast_prompt"), "model": str(model_path) if model_path else None,
         "model_hash": model_hash(model_path) if model_path else None, "image_size": int(images.shape[1]),
         "decoder": "vae" if int(images.shape[1]) == pipe.image_size else "decoder_2x",
         "device": str(pipe.device), "seconds": {"generate": round(t_gen, 3)},
@@ -186,6 +209,9 @@ def register(sub) -> None:
     p.add_argument("--cameras", help="a transforms.json whose cameras to use instead of the orbit")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="classifier-free guidance scale")
+    p.add_argument("--part-guidance", type=float, default=DEFAULT_PART_GUIDANCE,
+                   help="part-colour guidance scale (0: off; used when the prompt names a part colour, one more "
+                   "transformer pass per step)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steer", default="off", help="3D-consistent sampling: off | gaussians (slower; fits Gaussians "
                    "during sampling with the reconstruction settings of configs/app.yaml)")
@@ -214,6 +240,7 @@ def _run(args) -> int:
     limits.CAMERA_ELEVATION.check_number("elevation", elevation, "a number of degrees")
     limits.STEPS.check_int("steps", args.steps)
     limits.GUIDANCE.check_number("guidance", args.guidance)
+    limits.PART_GUIDANCE.check_number("part-guidance", args.part_guidance)
     check_seed(args.seed)
     cfg = AppConfig.from_yaml(device=args.device)
     steer = steer_settings(args.steer, cfg.steer)  # refuse a bad mode before the model loads
@@ -233,6 +260,7 @@ def _run(args) -> int:
     m = generate_to_folder(pipe, prompt, out, views=args.views, elevation=elevation,
                            steps=args.steps, guidance=args.guidance, seed=args.seed, cameras=cameras,
                            model_path=path, overwrite=args.overwrite, steer=steer, fit_config=fit_config,
-                           backend=cfg.backend, autocast=cfg.autocast(), output_size=output_size, rings=rings)
+                           backend=cfg.backend, autocast=cfg.autocast(), output_size=output_size, rings=rings,
+                           part_guidance=args.part_guidance)
     print(f"wrote {out}: {m['views']} views in {m['seconds']['generate']:.1f} s (grid: {out / 'grid.png'})")
     return 0

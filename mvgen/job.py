@@ -171,7 +171,8 @@ def generate_stage(pipe, prompt: str, out: Path, settings: dict, fit_config, bac
                    model_path: Path | None, progress: StageProgress) -> Views:
     """Views of ``prompt`` into ``out`` (an existing folder being built), with a progress update per denoising
     step; ``settings["steer"]`` turns on 3D-consistent sampling (fitting with ``fit_config`` on ``backend``);
-    ``settings.get("autocast")``: ``AppConfig.autocast()``; ``settings.get("output_size")``: the views' size (None:
+    ``settings.get("autocast")``: ``AppConfig.autocast()``; ``settings.get("part_guidance")``: part-colour
+    guidance (0 when absent); ``settings.get("output_size")``: the views' size (None:
     the model's native size); ``settings.get("rings")``: several elevations instead of ``settings["elevation"]``
     (views taken in pairs from ring to ring, ``mvgen.rigs.ring_elevations``; None: one ring). Runs on the
     pipeline's device."""
@@ -189,7 +190,8 @@ def generate_stage(pipe, prompt: str, out: Path, settings: dict, fit_config, bac
                                 steps=steps, guidance=settings["guidance"], seed=settings["seed"],
                                 model_path=model_path, callback=on_step, steer=settings["steer"],
                                 fit_config=fit_config, backend=backend, autocast=settings.get("autocast"),
-                                output_size=settings.get("output_size"), rings=settings.get("rings"))
+                                output_size=settings.get("output_size"), rings=settings.get("rings"),
+                                part_guidance=settings.get("part_guidance", 0.0))
     zip_views(out, out / "views.zip")
     progress("generate", 1.0, "views done")
     posed = load_views(out)

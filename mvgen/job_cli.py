@@ -62,6 +62,8 @@ def register_run(subparsers) -> None:
                    "rings, null = one ring)")
     p.add_argument("--steps", type=int, help="denoising steps")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    p.add_argument("--part-guidance", type=float, help="part-colour guidance for prompts that name a part colour "
+                   "(0: off; default: configs/app.yaml)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--steer", help="3D-consistent sampling: off | gaussians (slower; default: configs/app.yaml)")
     p.add_argument("--output-size", help="views' size in px: the model's native size (default; 128 for the shipped "
@@ -114,7 +116,7 @@ def run_prompts(args) -> int:
     settings = check_run_settings(cfg, *(v if v is not None else getattr(cfg, k) for k, v in (
         ("views", args.views), ("elevation", args.elevation), ("steps", args.steps), ("guidance", args.guidance),
         ("seed", args.seed), ("recon_steps", args.recon_steps))), steer=args.steer, output_size=args.output_size,
-        rings=rings)
+        rings=rings, part_guidance=args.part_guidance)
     cfg = cfg.with_overrides(backend=args.backend, video_frames=args.video_frames, device=args.device)
     device = resolve_device(cfg.device)  # a missing GPU is one line naming --device, before anything loads
     if not args.views_only or settings["steer"].mode != "off":

@@ -41,6 +41,10 @@ GUIDANCE = Range(0.0, 20.0)  # classifier-free guidance: past ~10 the tiny model
 DEFAULT_GUIDANCE = 2.0  # what every sampler uses unless told: on 24 held-out captions (session 10, shipped model)
 #                        guidance 1.5 / 2 / 3 / 5 gave 21.05 / 20.92 / 20.48 / 19.74 dB, LPIPS 0.074 / 0.072 / 0.073 /
 #                        0.080, the same retrieval (96%) and attribute accuracy at 2 and 3 (README "Default model")
+PART_GUIDANCE = Range(0.0, 20.0)  # part-colour guidance (mvgen.generate.part_contrast): 0 = off
+DEFAULT_PART_GUIDANCE = 0.0  # off: on the shipped model (session 14, fp32) scales 1, 2 and 4 each turned one more
+#                             of 24 held-out part colours right (75 -> 79%) and one main colour wrong (100 -> 96%);
+#                             typed prompts lost main colours too (README "Part-colour guidance"): no net gain
 SEED = Range(0, 2**32 - 1)  # a run's seed (manifests, the app's 🎲): 32 bits, as numpy's and most tools' seeds
 PROMPT_CHARS = 300  # the text encoder also refuses > 64 tokens; this catches pasted essays before tokenising
 

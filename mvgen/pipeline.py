@@ -136,7 +136,8 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         ``output_size`` (and ``decoder_2x`` when twice the native size is asked without it): ``check_output_size``."""
         return check_output_size(output_size, self.output_sizes) or self.image_size
 
-    def check_inputs(self, prompt, prompt_embeds, num_views, cameras, guidance_scale, num_inference_steps):
+    def check_inputs(self, prompt, prompt_embeds, num_views, cameras, guidance_scale, num_inference_steps,
+                     contrast_scale=0.0):
         if prompt is None and prompt_embeds is None:
             raise ValueError("prompt: give a prompt or prompt_embeds")
         if cameras is None and not (isinstance(num_views, int) and VIEWS.low <= num_views <= VIEWS.high):
@@ -152,6 +153,8 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
             raise ValueError(f"num_inference_steps must be in {STEPS.low}..{STEPS.high}, got {num_inference_steps!r}")
         if not (isinstance(guidance_scale, (int, float)) and 0 <= guidance_scale <= 50):
             raise ValueError(f"guidance_scale must be in [0, 50], got {guidance_scale!r}")
+        if not (isinstance(contrast_scale, (int, float)) and 0 <= contrast_scale <= 50):
+            raise ValueError(f"contrast_scale must be in [0, 50], got {contrast_scale!r}")
 
     def encode_prompt(self, prompt, do_classifier_free_guidance: bool = True, negative_prompt: str = ""):
         """(embeds [B,T,D], mask [B,T], negative embeds, negative mask) — negatives None without CFG."""
@@ -228,6 +231,8 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         steer_steps: Sequence[int] = (),
         steer_strength: float = 1.0,
         output_size: int | None = None,
+        contrast_prompt: str | list[str] | None = None,
+        contrast_scale: float = 0.0,
     ):
         """Generate the views of ``prompt`` seen by ``cameras`` (default: an orbit of ``num_views`` at
         ``elevation`` degrees, starting in front of the object).
@@ -239,16 +244,22 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
         ``callback_on_step_end(pipe, step, timestep, {"latents": ...})`` may return a dict to replace latents.
         Runs on the pipeline's device (``pipe.to(device)``; ``mvgen.device.resolve_device``); the cameras may be
         anywhere, the images come back on that device ("pt"/"latent") or as CPU arrays ("np"/"pil").
-        ``autocast``: the transformer under bf16 autocast. None (default): on CPU only, where it was measured
-        faster at the same quality (README); on CUDA the transformer runs in fp32 unless ``autocast=True``
+        ``autocast``: the transformer under bf16 autocast. None (default): on a CPU with native bf16 only
+        (``sampling_autocast``), where it was measured faster at the same quality (README); on other CPUs (bf16
+        emulated: ~10x slower) and on CUDA the transformer runs in fp32 unless ``autocast=True``
         (``precision: bf16`` in configs/app.yaml; `mvgen bench gpu` times and compares both). False: fp32.
         ``steer(images [V,3,H,W] in [0,1], cameras) -> [V,3,H,W]`` (3D-consistent sampling, e.g.
         ``mvgen.sampling3d.GaussianSteer``): at the denoising steps listed in ``steer_steps`` the predicted clean
         views are decoded, handed to ``steer`` and the sample is moved toward what it returns (by
         ``steer_strength`` in [0, 1]) before the step continues; see ``steer_latents``.
+        ``contrast_prompt`` with ``contrast_scale`` > 0: a second guidance term that pushes each step from what
+        the contrast prompt would draw toward what the prompt draws, v = v_u + g (v_c - v_u) + s (v_c - v_k) (one
+        more transformer pass per step). With the prompt minus its part-colour clause as the contrast
+        (``mvgen.data.wording.without_part_colour``, ``mvgen.generate.part_contrast``) it is part-colour guidance:
+        only the difference the part colour makes is amplified (README, "Part-colour guidance").
         """
         # 1. Check inputs
-        self.check_inputs(prompt, prompt_embeds, num_views, cameras, guidance_scale, num_inference_steps)
+        self.check_inputs(prompt, prompt_embeds, num_views, cameras, guidance_scale, num_inference_steps, contrast_scale)
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
         out_size = self.check_output_size(output_size)
@@ -257,9 +268,11 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
                    else cameras.resized(size, size))
         do_cfg = guidance_scale > 1.0
 
-        # 2. Encode the prompt (and the empty prompt for classifier-free guidance)
+        # 2. Encode the prompt (and the empty prompt for classifier-free guidance, and the contrast prompt)
         embeds, mask = self.prepare_text(prompt, prompt_embeds, prompt_attention_mask, negative_prompt, do_cfg)
         B = embeds.shape[0] // (2 if do_cfg else 1)
+        if contrast_scale > 0:
+            embeds, mask = self.append_contrast(embeds, mask, contrast_prompt, B)
         if steer is not None and B != 1:
             raise ValueError(f"steer: 3D-consistent sampling takes one prompt at a time, got {B}")
         if steer is not None and not (0.0 <= steer_strength <= 1.0):
@@ -276,7 +289,7 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
 
         # 5. Denoise
         latents = self.denoise(latents, embeds, mask, plucker, guidance_scale, cameras, callback_on_step_end,
-                               autocast, steer, steer_steps, steer_strength)
+                               autocast, steer, steer_steps, steer_strength, contrast_scale)
 
         # 6. Decode (at the output size: the cameras follow)
         images = self.postprocess(latents, output_type, out_size)
@@ -304,20 +317,32 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
             mask = torch.cat([_pad_tokens(neg_mask, T), _pad_tokens(mask.to(device), T)])
         return embeds, mask
 
+    def append_contrast(self, embeds, mask, contrast_prompt, B: int):
+        """``embeds``/``mask`` with the contrast prompts' rows appended (padded to one length): B more rows."""
+        if contrast_prompt is None:
+            raise ValueError("contrast_prompt: contrast_scale > 0 needs a contrast prompt")
+        prompts = check_prompts(contrast_prompt, self.tokenizer, MAX_PROMPT_TOKENS, field="contrast_prompt")
+        if len(prompts) != B:
+            raise ValueError(f"contrast_prompt: {len(prompts)} prompts for a batch of {B}")
+        k, k_mask = encode_text(self.tokenizer, self.text_encoder, prompts, device=self._execution_device)
+        T = max(embeds.shape[1], k.shape[1])
+        return (torch.cat([_pad_tokens(embeds, T), _pad_tokens(k, T)]),
+                torch.cat([_pad_tokens(mask, T), _pad_tokens(k_mask.to(mask.device), T)]))
+
     def denoise(self, latents, embeds, mask, plucker, guidance_scale: float, cameras: Cameras,
                 callback_on_step_end: Callable | None = None, autocast: bool | None = None, steer: Callable | None = None,
-                steer_steps: Sequence[int] = (), steer_strength: float = 1.0) -> torch.Tensor:
+                steer_steps: Sequence[int] = (), steer_strength: float = 1.0, contrast_scale: float = 0.0) -> torch.Tensor:
         """The sampling loop over the scheduler's timesteps: guided velocity, the 3D-consistency correction at
         ``steer_steps`` (see ``steer_latents``), one scheduler step, the step callback. Returns the latents."""
         device_type = self._execution_device.type
-        use_autocast = (device_type == "cpu") if autocast is None else bool(autocast)
+        use_autocast = sampling_autocast(device_type) if autocast is None else bool(autocast)
         use_autocast = use_autocast and device_type in ("cpu", "cuda")
         # One autocast region around the whole loop: its weight cache casts each weight to bf16 once per call
         # instead of once per step (the casts were 20% of sampling time). Elementwise ops stay fp32.
         with self.progress_bar(total=len(self.scheduler.timesteps)) as bar, \
                 torch.autocast(device_type if use_autocast else "cpu", dtype=torch.bfloat16, enabled=use_autocast):
             for i, t in enumerate(self.scheduler.timesteps):
-                v = self.velocity(latents, t, embeds, mask, plucker, guidance_scale)
+                v = self.velocity(latents, t, embeds, mask, plucker, guidance_scale, contrast_scale)
                 if steer is not None and i in steer_steps:
                     with torch.autocast(device_type if use_autocast else "cpu", enabled=False):
                         latents, v = self.steer_latents(latents, v, self.scheduler.sigmas[i], steer, cameras,
@@ -329,16 +354,22 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
                 bar.update()
         return latents
 
-    def velocity(self, latents, t, embeds, mask, plucker, guidance_scale: float) -> torch.Tensor:
+    def velocity(self, latents, t, embeds, mask, plucker, guidance_scale: float,
+                 contrast_scale: float = 0.0) -> torch.Tensor:
         """The transformer's velocity [B,V,C,h,w] at timestep ``t``, guided (classifier-free) when
-        ``guidance_scale`` > 1 (``embeds`` then hold [uncond; cond])."""
-        do_cfg = guidance_scale > 1.0
-        model_in = torch.cat([latents] * 2) if do_cfg else latents
+        ``guidance_scale`` > 1 (``embeds`` then hold [uncond; cond]) and by a contrast prompt when
+        ``contrast_scale`` > 0 (its rows last: [uncond; cond; contrast] or [cond; contrast])."""
+        do_cfg, do_contrast = guidance_scale > 1.0, contrast_scale > 0
+        groups = 1 + do_cfg + do_contrast
+        model_in = torch.cat([latents] * groups) if groups > 1 else latents
         v = self.transformer(model_in, t.expand(model_in.shape[0]), embeds, mask, plucker,
                              return_dict=False)[0].float()
-        if do_cfg:
-            v_uncond, v_cond = v.chunk(2)
-            v = v_uncond + guidance_scale * (v_cond - v_uncond)
+        parts = list(v.chunk(groups))
+        v_contrast = parts.pop() if do_contrast else None
+        v_cond = parts.pop()
+        v = v_cond if not do_cfg else parts[0] + guidance_scale * (v_cond - parts[0])
+        if do_contrast:
+            v = v + contrast_scale * (v_cond - v_contrast)
         return v
 
     def postprocess(self, latents: torch.Tensor, output_type: str, output_size: int | None = None):
@@ -354,6 +385,14 @@ class PTDiTMultiViewPipeline(DiffusionPipeline):
 
             images = [[Image.fromarray((v * 255).round().astype(np.uint8)) for v in b] for b in images]
         return images
+
+
+def sampling_autocast(device_type: str) -> bool:
+    """Whether "auto" precision samples under bf16 autocast on ``device_type``: on a CPU that multiplies bf16
+    natively (``mvgen.device.cpu_has_fast_bf16``), nowhere else."""
+    from mvgen.device import cpu_has_fast_bf16
+
+    return device_type == "cpu" and cpu_has_fast_bf16()
 
 
 def _names_decoder_2x(folder: Path) -> bool:

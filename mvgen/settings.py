@@ -37,6 +37,8 @@ class AppConfig:
     #     10/30 scored 22.95 dB at novel cameras vs 22.17 on one ring at 20 (docs/asset/eval_asset_v16*.json)
     steps: int = 20  # denoising steps: the held-out PSNR in README was measured at 20
     guidance: float = limits.DEFAULT_GUIDANCE  # classifier-free guidance scale (measured: limits.py)
+    part_guidance: float = limits.DEFAULT_PART_GUIDANCE  # part-colour guidance for prompts naming a part colour
+    #                                                      (mvgen.generate.part_contrast; 0: off; measured: limits.py)
     seed: int = 0  # one seed + the same settings = the same views, so a run can be repeated
     steer: SteerSettings = field(default_factory=SteerSettings)  # 3D-consistent sampling: "off" (fast) or
     #                                                              "gaussians" (fits during sampling, slower)
@@ -44,8 +46,9 @@ class AppConfig:
     #                                 twice it needs a model with a 2x decoder (decoder_2x); the fit then runs at it
     # where it runs
     device: str = "auto"  # auto (CUDA when torch sees a GPU, else CPU) | cpu | cuda | cuda:K; every stage runs there
-    precision: str = "auto"  # the transformer while sampling: auto (bf16 autocast on CPU, measured faster at the
-    #                          same quality; fp32 on CUDA, not measured there yet) | bf16 | fp32
+    precision: str = "auto"  # the transformer while sampling: auto (bf16 autocast on a CPU with native bf16,
+    #                          measured faster at the same quality; fp32 on other CPUs, where bf16 is emulated and
+    #                          ~10x slower, and on CUDA, not measured there yet) | bf16 | fp32
     # reconstruction and exports
     recon_config: str = "configs/reconstruction.yaml"  # FitConfig preset; relative paths are from the repo
     recon_steps: int = 400  # fitting steps: 400 score like 700 on 8-view orbits, in about half the time
@@ -195,16 +198,18 @@ def steer_settings(value, base: SteerSettings | None = None) -> SteerSettings:
 
 
 def check_run_settings(cfg: AppConfig, views, elevation, steps, guidance, seed, recon_steps, steer=None,
-                       output_size=None, output_sizes: tuple[int, ...] | None = None, rings=None) -> dict:
+                       output_size=None, output_sizes: tuple[int, ...] | None = None, rings=None,
+                       part_guidance=None) -> dict:
     """Validate one run's settings against ``cfg``'s and ``mvgen.limits``' ranges; returns them normalised (ints
     as int, ``steer`` as ``SteerSettings``; None: ``cfg.steer``; ``output_size`` as an int or None = native;
     None: ``cfg.output_size``), ``output_size`` against the model's ``output_sizes`` when they are given
     (``mvgen.job.model_output_sizes``, ``PTDiTMultiViewPipeline.output_sizes``); ``rings`` as a tuple of
     elevations or None = one ring at ``elevation`` (None: ``cfg.rings``, or one ring when this run asks for fewer
-    views than the config's rings need, 2 per ring; "" or (): one ring, whatever the config says; ``check_rings``).
+    views than the config's rings need, 2 per ring; "" or (): one ring, whatever the config says; ``check_rings``);
+    ``part_guidance`` (None: ``cfg.part_guidance``) in ``limits.PART_GUIDANCE``.
 
     Raises ValueError naming the field (views, elevation, steps, guidance, seed, recon_steps, steer, output_size,
-    rings).
+    rings, part_guidance).
     """
     views = check_int("views", views, cfg.views_min, cfg.views_max)  # ints and integral floats (sliders send 8.0)
     elevation = limits.ELEVATION.check_number("elevation", elevation, "a number of degrees")
@@ -215,8 +220,11 @@ def check_run_settings(cfg: AppConfig, views, elevation, steps, guidance, seed, 
     steer = steer_settings(cfg.steer if steer is None else steer, cfg.steer)
     output_size = check_output_size(cfg.output_size if output_size is None else output_size, output_sizes)
     rings = check_rings(default_rings(cfg, views) if rings is None else rings, views)
+    part_guidance = limits.PART_GUIDANCE.check_number(
+        "part_guidance", cfg.part_guidance if part_guidance is None else part_guidance)
     return {"views": views, "elevation": elevation, "steps": steps, "guidance": guidance, "seed": seed,
-            "recon_steps": recon_steps, "steer": steer, "output_size": output_size, "rings": rings}
+            "recon_steps": recon_steps, "steer": steer, "output_size": output_size, "rings": rings,
+            "part_guidance": part_guidance}
 
 
 def check_rings(value, views: int | None = None) -> tuple[float, ...] | None:

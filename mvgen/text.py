@@ -55,22 +55,23 @@ def load_text_encoder(name: str = DEFAULT_TEXT_ENCODER):
     return tokenizer, model
 
 
-def check_prompts(prompts: str | list[str], tokenizer, max_tokens: int = MAX_PROMPT_TOKENS) -> list[str]:
-    """Normalise to a list and reject empty, non-string or over-long prompts with a clear message."""
+def check_prompts(prompts: str | list[str], tokenizer, max_tokens: int = MAX_PROMPT_TOKENS,
+                  field: str = "prompt") -> list[str]:
+    """Normalise to a list and reject empty, non-string or over-long prompts with a clear message naming ``field``."""
     if isinstance(prompts, str):
         prompts = [prompts]
     if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise PromptError("prompt: give a non-empty string or a list of them")
+        raise PromptError(f"{field}: give a non-empty string or a list of them")
     out = []
     for p in prompts:
         if not isinstance(p, str):
-            raise PromptError(f"prompt: expected a string, got {type(p).__name__}")
+            raise PromptError(f"{field}: expected a string, got {type(p).__name__}")
         p = " ".join(p.split())
         if not p:
-            raise PromptError("prompt: empty prompt; describe the object, e.g. 'a red mug'")
+            raise PromptError(f"{field}: empty prompt; describe the object, e.g. 'a red mug'")
         n = len(tokenizer(p)["input_ids"])
         if n > max_tokens:
-            raise PromptError(f"prompt: {n} tokens, the limit is {max_tokens} tokens; shorten it")
+            raise PromptError(f"{field}: {n} tokens, the limit is {max_tokens} tokens; shorten it")
         out.append(p)
     return out
 

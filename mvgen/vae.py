@@ -140,6 +140,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
+    from mvgen.device import training_precision
     from mvgen.trainutil import LossLog, dump_config, resume_state, save_checkpoint
 
     if cfg.decoder_scale == 2:
@@ -151,7 +152,10 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     if cfg.crop % 2 ** (len(cfg.block_out_channels) - 1) or cfg.crop > cfg.resolution:
         raise ValueError(f"crop {cfg.crop} must divide by the downsampling factor and be <= resolution")
     set_seed(cfg.seed)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    precision, note = training_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
+    acc = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+    if note:
+        acc.print(note)
     train = load_views_tensor(cfg.data, "train", cfg.resolution)
     vae = _initial_vae(cfg)
     opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)

@@ -18,7 +18,7 @@ import gradio as gr
 
 from mvgen.data.captions import example_captions
 from mvgen.generate import default_model_path
-from mvgen.limits import ELEVATION, GUIDANCE
+from mvgen.limits import ELEVATION, GUIDANCE, PART_GUIDANCE
 from mvgen.settings import AppConfig
 from ui.access import SessionAccess, SessionGuard
 from ui.handlers import COMPARE_KEYS, REPORT_KEYS, TRANSFORMS_RIG, VIEWS_KEYS, Handlers, explain_missing_inputs
@@ -147,6 +147,11 @@ def _generate_tab(cfg: AppConfig, output_sizes: tuple[int, ...] = ()) -> dict:
                     c["dice"] = gr.Button("🎲 random seed", scale=1, size="sm")
                 c["steps"] = gr.Slider(1, cfg.steps_max, cfg.steps, step=1, label="Denoising steps")
                 c["guidance"] = gr.Slider(GUIDANCE.low, GUIDANCE.high, cfg.guidance, step=0.5, label="Guidance scale")
+                c["part_guidance"] = gr.Slider(PART_GUIDANCE.low, PART_GUIDANCE.high, cfg.part_guidance, step=0.5,
+                                               label="Part-colour guidance (0 = off)", elem_id="part-guidance",
+                                               info="for prompts that name a part colour (\"... with white legs\"): "
+                                                    "pushes the views toward that colour, one more pass per step; "
+                                                    "measured on the shipped model: colours may bleed (README)")
                 c["recon_steps"] = gr.Slider(1, cfg.recon_steps_max, cfg.recon_steps, step=1,
                                              label="Reconstruction steps")
                 c["steer"] = gr.Checkbox(cfg.steer.mode != "off", label="3D-consistent sampling (slower)",
@@ -244,7 +249,7 @@ def _compare_tab(cfg: AppConfig) -> dict:
 
 
 GENERATE_INPUTS = ("prompt", "views", "elevation", "seed", "steps", "guidance", "recon_steps", "stop_after_views",
-                   "steer", "output_size", "rings")
+                   "steer", "output_size", "rings", "part_guidance")
 
 
 def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: dict, cmp: dict) -> None:
@@ -254,9 +259,9 @@ def _wire_events(demo: gr.Blocks, h: Handlers, cfg: AppConfig, gen: dict, ev: di
     message without the field."""
 
     def on_generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views, steer,
-                    output_size, rings, request: gr.Request, progress=gr.Progress()):
+                    output_size, rings, part_guidance, request: gr.Request, progress=gr.Progress()):
         out = h.generate(prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views, steer,
-                         output_size, rings, request=request, progress=progress)
+                         output_size, rings, part_guidance, request=request, progress=progress)
         return [out[k] for k in REPORT_KEYS]
 
     def on_evaluate(upload, recon_steps, request: gr.Request, progress=gr.Progress()):

@@ -153,18 +153,19 @@ class Handlers:
         return random.randrange(0, 2**31)
 
     def generate(self, prompt, views, elevation, seed, steps, guidance, recon_steps, stop_after_views=False,
-                 steer=None, output_size=None, rings=None, request=None, progress=None) -> dict:
+                 steer=None, output_size=None, rings=None, part_guidance=None, request=None, progress=None) -> dict:
         """Prompt -> views -> Gaussians -> exports -> held-out evaluation (or only the views); ``steer``: the
         "3D-consistent sampling" checkbox (None: the config's); ``output_size``: the "Output size" dropdown (None:
         the config's; one of ``output_sizes``); ``rings``: the "Elevation rings" box ("10,30"; "": one ring at
-        ``elevation``; None: the config's). Returns REPORT_KEYS."""
+        ``elevation``; None: the config's); ``part_guidance``: the "Part-colour guidance" slider (None: the
+        config's). Returns REPORT_KEYS."""
         from mvgen.generate import vocabulary_warning
 
         progress = progress or _no_progress
         try:
             prompt = check_prompt(prompt)
             settings = check_run_settings(self.cfg, views, elevation, steps, guidance, seed, recon_steps, steer,
-                                          output_size, self.output_sizes(), rings)
+                                          output_size, self.output_sizes(), rings, part_guidance)
             if stop_after_views not in (None, True, False):  # 0 / 1 compare equal to False / True: fine
                 raise ValueError(f"stop_after_views must be true or false, got {stop_after_views!r}")
             if not stop_after_views or settings["steer"].mode != "off":

@@ -136,3 +136,32 @@ def wording_benchmark_prompts(specs: list[ObjectSpec], per_family: int = 1, seed
                         break
                 rows.append({"family": family, "spec": spec, "prompt": prompt})
     return rows
+
+
+def _alternation(words) -> str:
+    """A regex alternation of ``words``, longest first (so "cherry red" wins over "red")."""
+    import re
+
+    return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
+
+
+def without_part_colour(prompt: str) -> str | None:
+    """``prompt`` with its part-colour clause removed ("a red chair with white legs" -> "a red chair"), or None
+    when it has none (no part word, e.g. "a red mug").
+
+    Reads the canonical grammar and every word order and synonym ``paraphrase`` writes: the clause starts at
+    "with", "and" or ", its" before a part word, and takes the colour words before the part word, or "in <colour>"
+    / "<colour>" right after it. Used for part-colour guidance (``PTDiTMultiViewPipeline.__call__``
+    ``contrast_prompt``): the views are pushed from the object drawn without the clause toward the prompt's.
+    """
+    import re
+
+    colour = rf"(?:{_alternation(w for ws in COLOR_SYNONYMS.values() for w in ws)})(?:-colou?red)?"
+    part = _alternation(w for ws in PART_SYNONYMS.values() for w in ws)
+    clause = re.compile(
+        rf"(?:\s+with|\s+and|,\s*its)\s+(?:(?:a|an|the)\s+)?(?:{colour}\s+)*(?:{part})\b(?:\s+in\s+{colour}|\s+{colour})?",
+        re.IGNORECASE)
+    m = clause.search(prompt)
+    if m is None:
+        return None
+    return (prompt[:m.start()] + prompt[m.end():]).strip()

@@ -56,3 +56,46 @@ def test_benchmark_prompts_cover_each_family_and_differ_from_the_caption():
             assert r["prompt"] == r["spec"].caption()
         else:
             assert r["prompt"] != r["spec"].caption()
+
+
+def test_without_part_colour_on_every_canonical_caption():
+    """Canonical captions lose exactly their "with ..." clause; captions without a part colour have none."""
+    from dataclasses import replace
+
+    for spec in C.all_specs():
+        got = W.without_part_colour(spec.caption())
+        if spec.part_color is None:
+            assert got is None, spec.caption()
+        else:
+            assert got == replace(spec, part_color=None).caption(), spec.caption()
+
+
+def _part_words() -> set[str]:
+    return {w for ws in W.PART_SYNONYMS.values() for w in ws}
+
+
+@pytest.mark.parametrize("synonyms", [False, True])
+def test_without_part_colour_on_free_wording(synonyms):
+    """Every word order and synonym ``paraphrase`` writes: the part word and the part colour go, the object's
+    colour and category stay, the filler words around them stay."""
+    import re
+
+    rng = random.Random(7)
+    specs = [s for s in C.all_specs() if s.part_color is not None]
+    for spec in rng.sample(specs, 300):
+        prompt = W.paraphrase(spec, rng, synonyms=synonyms, fillers=True, reorder=True)
+        got = W.without_part_colour(prompt)
+        assert got is not None and len(got) < len(prompt), prompt
+        words = set(re.findall(r"[a-z]+", got.lower()))
+        assert not any(set(p.split()) <= words for p in _part_words()), (prompt, got)
+        if not synonyms:
+            assert spec.color in words and spec.category in words, (prompt, got)
+            fill = {s.strip(" ,") for s in W.SUFFIXES + W.PREFIXES if s.strip() and s.strip(" ,") in prompt}
+            assert all(f in got for f in fill), (prompt, got)
+            if spec.part_color not in ("white",) and spec.part_color != spec.color:
+                assert spec.part_color not in words, (prompt, got)
+
+
+def test_without_part_colour_leaves_other_prompts_alone():
+    for prompt in ["a red mug", "a photo of a blue vase", "a tall green bookshelf", "a chair", "with"]:
+        assert W.without_part_colour(prompt) is None

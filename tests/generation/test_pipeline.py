@@ -133,3 +133,53 @@ def test_steering_at_the_last_step_lands_on_the_steered_views(tiny_pipeline):
         tiny_pipeline(["a red mug", "a blue vase"], steer=steer, steer_steps=[3], **kw)
     with pytest.raises(ValueError, match="steer_strength"):
         tiny_pipeline("a red mug", steer=steer, steer_steps=[3], steer_strength=1.5, **kw)
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_auto_precision_follows_the_cpus_bf16(tiny_pipeline, monkeypatch, fast_bf16):
+    """"auto" samples under bf16 autocast only on a CPU that multiplies bf16 natively; elsewhere (emulated bf16,
+    ~10x slower than fp32) it is exactly the fp32 run."""
+    monkeypatch.setattr("mvgen.device.cpu_has_fast_bf16", lambda: fast_bf16)
+    auto = _run(tiny_pipeline, output_type="latent").images
+    fp32 = _run(tiny_pipeline, output_type="latent", autocast=False).images
+    bf16 = _run(tiny_pipeline, output_type="latent", autocast=True).images
+    assert not torch.equal(fp32, bf16)  # the two precisions differ, so the test can tell them apart
+    assert torch.equal(auto, bf16 if fast_bf16 else fp32)
+
+
+def test_contrast_guidance_equals_its_formula(tiny_pipeline):
+    """One Euler step is linear in the velocity, so a run with a contrast prompt equals runs without one:
+    out = cfg(prompt) + s * (cond(prompt) - cond(contrast)), each term from its own run (guidance 0 = no CFG)."""
+    x = torch.randn(1, 2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # zero-initialised layers (adaLN, outputs) get weights, so the prompt reaches the output
+        for p in tiny_pipeline.transformer.parameters():
+            if not p.any():
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+
+    def run(prompt, **kw):
+        return tiny_pipeline(prompt, num_views=2, latents=x.clone(), num_inference_steps=1, output_type="latent",
+                             autocast=False, **kw).images
+
+    prompt = "a red chair with white legs"
+    got = run(prompt, guidance_scale=2.0, contrast_prompt="a red chair", contrast_scale=3.0)
+    ref = run(prompt, guidance_scale=2.0) + 3.0 * (run(prompt, guidance_scale=0.0) - run("a red chair", guidance_scale=0.0))
+    effect = (got - run(prompt, guidance_scale=2.0)).abs().max()  # what the contrast term changes
+    error = (got - ref).abs().max()
+    assert effect > 1e-5 and error < 1e-2 * effect, (effect, error)
+    same = run(prompt, guidance_scale=2.0, contrast_prompt=prompt, contrast_scale=3.0)
+    assert torch.allclose(same, run(prompt, guidance_scale=2.0), atol=1e-5)  # contrast = prompt: no change
+    no_cfg = run(prompt, guidance_scale=1.0, contrast_prompt="a red chair", contrast_scale=3.0)
+    cond, contrast = run(prompt, guidance_scale=0.0), run("a red chair", guidance_scale=0.0)
+    assert torch.allclose(no_cfg, cond + 3.0 * (cond - contrast), atol=1e-5)  # guidance <= 1: no CFG rows
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(contrast_scale=2.0), "contrast_prompt"),
+    (dict(contrast_scale=-1.0, contrast_prompt="a red mug"), "contrast_scale"),
+    (dict(contrast_scale=2.0, contrast_prompt=""), "contrast_prompt"),
+    (dict(contrast_scale=2.0, contrast_prompt=["a", "b"]), "contrast_prompt"),
+])
+def test_bad_contrast_arguments(tiny_pipeline, kw, message):
+    with pytest.raises(ValueError, match=message):
+        _run(tiny_pipeline, **kw)

@@ -159,3 +159,15 @@ def test_3d_consistent_sampling_is_a_job_setting(pipe, tiny_model, fast_config, 
     plain = run_prompt(pipe, "a red mug", tmp_path / "p", cfg, check_run_settings(cfg, 2, 20, 2, 3.0, 0, 20, "off"),
                        tiny_model, stop_after_views=True)
     assert "steer" not in json.loads(plain.files["manifest"].read_text())
+
+
+def test_part_guidance_is_a_job_setting(pipe, tiny_model, fast_config, tmp_path):
+    """The run's setting (None: the config's) reaches the sampler; the manifest records it and its contrast."""
+    assert check_run_settings(fast_config, 2, 20, 1, 1.0, 0, 20)["part_guidance"] == fast_config.part_guidance
+    with pytest.raises(ValueError, match="part_guidance"):
+        check_run_settings(fast_config, 2, 20, 1, 1.0, 0, 20, part_guidance=-1)
+    settings = check_run_settings(fast_config, 2, 20, 1, 1.0, 0, 20, part_guidance=1.5)
+    result = run_prompt(pipe, "a red chair with white legs", tmp_path / "g", fast_config, settings, tiny_model,
+                        stop_after_views=True)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["part_guidance"] == 1.5 and manifest["contrast_prompt"] == "a red chair"

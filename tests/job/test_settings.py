@@ -79,3 +79,18 @@ def test_every_sampler_defaults_to_the_measured_guidance():
     for argv in (["generate", "a red mug", "--out", "g"], ["evaluate", "generation"], ["evaluate", "attributes"],
                  ["evaluate", "wording"], ["evaluate", "asset"]):
         assert parser.parse_args(argv).guidance == limits.DEFAULT_GUIDANCE, argv
+
+
+def test_every_sampler_defaults_to_the_measured_part_guidance():
+    import inspect
+
+    from mvgen.cli import build_parser
+    from mvgen.generate import sample_views
+
+    assert AppConfig.from_yaml().part_guidance == AppConfig().part_guidance == limits.DEFAULT_PART_GUIDANCE
+    assert inspect.signature(sample_views).parameters["part_guidance"].default == limits.DEFAULT_PART_GUIDANCE
+    parser = build_parser()
+    for argv in (["generate", "a red mug", "--out", "g"], ["evaluate", "generation"], ["evaluate", "attributes"],
+                 ["evaluate", "wording"], ["evaluate", "asset"]):
+        assert parser.parse_args(argv).part_guidance == limits.DEFAULT_PART_GUIDANCE, argv
+    assert parser.parse_args(["run", "a red mug", "--out", "r"]).part_guidance is None  # None: the config's

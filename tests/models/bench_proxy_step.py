@@ -4,8 +4,8 @@
 
 Variants: ``proxy_before`` (the PT-DiT block before the overhead cuts, ``proxy_reference.reference_forward``),
 ``proxy`` (the current block) and ``full``. One step = forward + backward of the "tiny" preset (8 layers, width
-256) on batch 8 × 8 views × 16² latents (8 in-channels, 8×8 tokens per view), 12 prompt tokens, bf16 autocast,
-1 thread. The variants alternate ``--rounds`` times (``--steps`` steps each); the medians of wall time and of
+256) on batch 8 × 8 views × 16² latents (8 in-channels, 8×8 tokens per view), 12 prompt tokens, bf16 autocast
+(``--precision auto``: where the CPU has native bf16, else fp32; ``bf16`` / ``fp32`` force one), 1 thread. The variants alternate ``--rounds`` times (``--steps`` steps each); the medians of wall time and of
 this thread's CPU time (robust to other processes on a shared machine) and the proxy/full ratios are printed.
 ``--profile PREFIX`` first writes a torch.profiler table of one step per variant to PREFIX_<variant>.txt.
 """
@@ -49,7 +49,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--profile", default="")
     ap.add_argument("--variants", default="proxy_before,proxy,full")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     args = ap.parse_args()
+    from mvgen.device import cpu_has_fast_bf16
+
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and cpu_has_fast_bf16())
+    print("precision", "bf16 autocast" if bf16 else "fp32")
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(1)
     inputs = dict(hidden_states=torch.randn(8, 8, 8, 16, 16, generator=g),
@@ -59,7 +64,7 @@ def main() -> None:
     models = {v: build(v) for v in args.variants.split(",")}
 
     def step(model):
-        with torch.autocast("cpu", torch.bfloat16):
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             out = model(**inputs).sample
         out.float().square().mean().backward()
         model.zero_grad(set_to_none=True)

@@ -67,9 +67,9 @@ def test_hostile_zip_over_the_configured_limits(name, posed_views, tight, tmp_pa
 
 # ------------------------------------------------------------------- raw API values (Gradio's process_api)
 
-GOOD = ["a red mug", 2, 20, 0, 2, 3.0, 20, False, False, None, ""]  # prompt, views, elevation, seed, steps, guidance,
+GOOD = ["a red mug", 2, 20, 0, 2, 3.0, 20, False, False, None, "", 0.0]  # prompt, views, elevation, seed, steps, guidance,
 FIELDS = ["prompt", "views", "elevation", "seed", "steps", "guidance", "recon_steps", "stop_after_views", "steer",
-          "output_size", "rings"]
+          "output_size", "rings", "part_guidance"]
 
 
 def _gen(field, value):
@@ -102,6 +102,8 @@ RAW_GENERATE = [
     ("stop_after_views", [], "stop_after_views must be true or false"),
     ("steer", "maybe", "steer must be one of off, gaussians"), ("steer", 3, "steer must be one of off, gaussians"),
     ("steer", {"mode": "gaussians", "power": 9}, "steer: unknown setting"),
+    ("part_guidance", "2", "part_guidance"), ("part_guidance", -1, "part_guidance"),
+    ("part_guidance", math.inf, "part_guidance"), ("part_guidance", 21, "part_guidance"),
 ]
 
 
