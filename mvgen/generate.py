@@ -240,7 +240,7 @@ def _run(args) -> int:
     limits.CAMERA_ELEVATION.check_number("elevation", elevation, "a number of degrees")
     limits.STEPS.check_int("steps", args.steps)
     limits.GUIDANCE.check_number("guidance", args.guidance)
-    limits.PART_GUIDANCE.check_number("part-guidance", args.part_guidance)
+    limits.PART_GUIDANCE.check_number("--part-guidance", args.part_guidance)
     check_seed(args.seed)
     cfg = AppConfig.from_yaml(device=args.device)
     steer = steer_settings(args.steer, cfg.steer)  # refuse a bad mode before the model loads
