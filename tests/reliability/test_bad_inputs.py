@@ -351,14 +351,14 @@ def _process(demo, api_name: str, inputs: list):
 
 
 RAW_API_CASES = [
-    ("generate", ["a red mug", "eight", 20, 0, 2, 3.0, 20, False, False, None, ""],
+    ("generate", ["a red mug", "eight", 20, 0, 2, 3.0, 20, False, False, None, "", 0.0],
      "views must be a whole number, got 'eight'"),
-    ("generate", ["a red mug", None, 20, 0, 2, 3.0, 20, False, False, None, ""],
+    ("generate", ["a red mug", None, 20, 0, 2, 3.0, 20, False, False, None, "", 0.0],
      "views must be a whole number, got None"),
-    ("generate", ["a red mug", 99, 20, 0, 2, 3.0, 20, False, False, None, ""], "views must be in 2..16, got 99"),
-    ("generate", ["a red mug", 2, 20, 0, 2, 3.0, 20, False, "yes", None, ""], "steer must be one of off, gaussians"),
-    ("generate", ["a red mug"], "generate: expected 11 values (prompt, views, elevation, seed, steps, guidance"),
-    ("generate", [], "generate: expected 11 values"),
+    ("generate", ["a red mug", 99, 20, 0, 2, 3.0, 20, False, False, None, "", 0.0], "views must be in 2..16, got 99"),
+    ("generate", ["a red mug", 2, 20, 0, 2, 3.0, 20, False, "yes", None, "", 0.0], "steer must be one of off, gaussians"),
+    ("generate", ["a red mug"], "generate: expected 12 values (prompt, views, elevation, seed, steps, guidance"),
+    ("generate", [], "generate: expected 12 values"),
     ("evaluate", [None, "eight"], "upload: choose a .zip"),
     ("evaluate", [], "evaluate: expected 2 values (upload, recon_steps), got 0"),
 ]
