@@ -149,13 +149,14 @@ def text_to_3d(prompt: str, out: str | os.PathLike, views: int | None = None, st
                recon_steps: int | None = None, seed: int | None = None, model: str | os.PathLike | None = None,
                device: str | None = None, config: str | os.PathLike | None = None, views_only: bool = False,
                overwrite: bool = False, progress=None, generator: ViewGenerator | None = None,
-               output_size: int | None = None, rings=None):
+               output_size: int | None = None, rings=None, part_guidance: float | None = None):
     """The whole job (`mvgen run`): prompt -> views -> Gaussians (scored on held-out views, then fitted on all)
     -> ``out``: views/, views.zip, scene.ply / .splat / .glb / .mp4 / .gif, metrics.json, heatmaps. Unset settings
     come from the config; ``generator`` reuses a loaded ``ViewGenerator`` (else ``model`` is loaded on ``device``);
     ``output_size``: the views' size (``ViewGenerator.output_sizes``; the fit runs at it); ``rings``: several
     elevations instead of the config's one (``(10, 30)`` or "10,30": views taken in pairs from ring to ring, so the
-    fitted and the held-out views each cover every ring; "": one ring). Returns ``mvgen.job.RunResult``."""
+    fitted and the held-out views each cover every ring; "": one ring); ``part_guidance``: part-colour guidance for
+    prompts that name a part colour (0: off). Returns ``mvgen.job.RunResult``."""
     from mvgen.job import run_prompt
     from mvgen.settings import CLI_RANGES, check_prompt, check_run_settings
 
@@ -164,7 +165,8 @@ def text_to_3d(prompt: str, out: str | os.PathLike, views: int | None = None, st
     cfg = cfg.with_overrides(**CLI_RANGES)
     settings = check_run_settings(cfg, *(v if v is not None else getattr(cfg, k) for k, v in (
         ("views", views), ("elevation", None), ("steps", steps), ("guidance", None), ("seed", seed),
-        ("recon_steps", recon_steps))), output_size=output_size, output_sizes=gen.output_sizes, rings=rings)
+        ("recon_steps", recon_steps))), output_size=output_size, output_sizes=gen.output_sizes, rings=rings,
+        part_guidance=part_guidance)
     return run_prompt(gen.pipe, check_prompt(prompt), out, cfg, settings, gen.model_path, views_only, progress,
                       overwrite)
 

@@ -64,6 +64,16 @@ def test_api_results_devices_and_errors(api_env):
         text_to_3d("  ", out="x", generator=gen)
     with pytest.raises(DeviceError, match="device must be one of"):
         load_generator(device="gpu")
+    guided = gen("a red chair with white legs", views=2, steps=1, part_guidance=1.5)
+    assert guided.manifest["part_guidance"] == 1.5 and guided.manifest["contrast_prompt"] == "a red chair"
+    run = text_to_3d("a red chair with white legs", out="g", views=2, steps=1, views_only=True, generator=gen,
+                     part_guidance=1.5)
+    assert run.manifest["part_guidance"] == 1.5
+    for bad in (-1, float("nan"), "2"):
+        with pytest.raises(ValueError, match="part_guidance"):
+            gen("a red chair with white legs", views=2, steps=1, part_guidance=bad)
+        with pytest.raises(ValueError, match="part_guidance"):
+            text_to_3d("a red chair with white legs", out="x", views=2, generator=gen, part_guidance=bad)
 
 
 def test_import_mvgen_is_light():
