@@ -65,6 +65,9 @@ def test_tiny_pipeline_scores_are_finite(tiny_pipeline_factory):
     for k in ("psnr", "ssim", "lpips"):
         assert math.isfinite(rep[k])
     assert len(rep["per_caption"]) == 2
+    seconds = sorted(r["seconds"] for r in rep["per_caption"])  # generation time per prompt, timed alone
+    assert all(s > 0 for s in seconds) and rep["seconds_per_prompt"] == pytest.approx(sum(seconds) / 2)
+    assert rep["seconds_per_prompt_median"] == pytest.approx((seconds[0] + seconds[1]) / 2)
 
 
 def test_limit_too_small_is_an_error():

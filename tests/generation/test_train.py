@@ -189,7 +189,7 @@ def test_ablation_bench_scores_mediator_schedules_on_one_model(tiny_data, tiny_v
                         mediator_schedules=(4, "500:4,0:16"))
     assert [r["mediator_schedule"] for r in rows] == ["16", "4", "500:4,0:16"]  # the largest count first
     assert len({r["params"] for r in rows}) == 1 and len({r["run_s"] for r in rows}) == 1  # one trained model
-    assert all(r["sample_s_per_prompt"] > 0 for r in rows)
+    assert all(r["sample_s_per_prompt"] > 0 and r["sample_s_per_prompt_median"] > 0 for r in rows)
 
 
 def test_caption_augmentation_rewrites_captions_in_free_wording(tiny_data, tiny_vae, tmp_path):
