@@ -3,7 +3,7 @@
 Rectified flow (x_t = (1 - s) x_0 + s noise, target noise - x_0, s logit-normal); caption dropout for
 classifier-free guidance; a random number and subset of each object's views per batch, so any camera set
 works at inference. VAE latents, Plücker maps and caption embeddings are computed once and cached (the VAE
-and text encoder are frozen). Several processes (GPUs, or CPU processes with gloo): `accelerate launch
+and text encoder are frozen; ``latent_cache.py``: grown and resumed, never reused for other data). Several processes (GPUs, or CPU processes with gloo): `accelerate launch
 --multi_gpu --num_processes N -m mvgen.cli train --config ...` runs the same code: ``batch_size`` stays the global
 batch, each process trains on its shard of it (so the run matches one process), the main process alone writes
 logs, samples and checkpoint folders, and ``--resume`` restores every process (tests/generation/test_train_multiprocess.py).
@@ -73,110 +73,6 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def _batch_views(n_views: int, V: int, gen: torch.Generator) -> torch.Tensor:
-    import torch
-
-    return torch.randperm(n_views, generator=gen)[:V]
-
-
-class LatentCache:
-    """Per-object VAE latents [N,Vo,C,h,w], Plücker maps [N,Vo,6,h,w] and caption ids, built once per run."""
-
-    def __init__(self, cfg: TrainConfig, vae, tokenizer, text_encoder, out: Path):
-        import torch
-
-        from safetensors.torch import load_file, save_file
-
-        from mvgen.data.dataset import MultiViewDataset
-        from mvgen.device import cpu_has_fast_bf16
-        from mvgen.text import encode_text
-
-        path = out / "latent_cache.safetensors"
-        ds = MultiViewDataset(cfg.data, split="train", resolution=cfg.resolution, cache=False)
-        self.captions = [r.caption for r in ds.records]
-        if path.is_file():
-            d = load_file(str(path))
-            self.latents, self.plucker = d["latents"], d["plucker"]
-        else:
-            from tqdm.auto import tqdm
-
-            lat, pl = [], []
-            # On CPU, a bf16 copy of the encoder in channels-last layout: 8.6x faster than fp32 weights under
-            # autocast (0.13 vs 1.15 s per 16 views at 128², 2 threads), latents within bf16 rounding of those;
-            # where the CPU has no native bf16 (emulated: ~40x slower), the fp32 encoder.
-            bf16 = cfg.mixed_precision == "bf16" and vae.device.type == "cpu" and cpu_has_fast_bf16()
-            fmt = torch.channels_last if bf16 else torch.contiguous_format
-            enc = copy.deepcopy(vae).to(torch.bfloat16, memory_format=fmt) if bf16 else vae
-            h = cfg.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
-            for i in tqdm(range(len(ds)), desc="encoding views"):
-                item = ds[i]
-                with torch.no_grad():
-                    x = item["images"].to(vae.device, enc.dtype).contiguous(memory_format=fmt)
-                    z = enc.encode(x).latent_dist.mode().float() * vae.config.scaling_factor
-                lat.append(z.cpu())  # the cache lives on the CPU; batches move to the training device
-                from mvgen.cameras import Cameras
-
-                cams = Cameras(item["c2w"], item["K"], cfg.resolution, cfg.resolution)
-                pl.append(cams.plucker(h, h))
-            if len({z.shape for z in lat}) != 1:
-                raise ValueError("dataset objects have different numbers of views; regenerate with one --views")
-            self.latents, self.plucker = torch.stack(lat), torch.stack(pl)
-            tmp = path.with_name(".tmp-latent_cache.safetensors")
-            save_file({"latents": self.latents.contiguous(), "plucker": self.plucker.contiguous()}, str(tmp))
-            tmp.rename(path)
-        uniq = sorted(set(self.captions) | {""})
-        emb, mask = [], []
-        for i in range(0, len(uniq), 64):
-            e, m = encode_text(tokenizer, text_encoder, uniq[i:i + 64])
-            emb += list(e.cpu())
-            mask += list(m.cpu())
-        # Embeddings trimmed to their own tokens; a batch pads to its longest caption.
-        self.text = {c: e[m.bool()] for c, e, m in zip(uniq, emb, mask)}
-        self.tokenizer, self.text_encoder = tokenizer, text_encoder
-        self.specs = [_spec_or_none(c) for c in self.captions]
-
-    def batch(self, B: int, V: int, dropout: float, gen: torch.Generator, augment: float = 0.0):
-        """(latents [B,V,C,h,w], Plücker [B,V,6,h,w], caption embeddings [B,T,D], mask [B,T]).
-
-        A share ``augment`` of the (non-dropped) captions is rewritten by ``mvgen.data.wording.paraphrase``
-        and encoded here (the text encoder is small next to a training step)."""
-        import random
-
-        import torch
-
-        from mvgen.data.wording import paraphrase
-        from mvgen.text import encode_text
-
-        idx = torch.randint(len(self.latents), (B,), generator=gen)
-        views = torch.stack([_batch_views(self.latents.shape[1], V, gen) for _ in range(B)])
-        lat = torch.stack([self.latents[i, v] for i, v in zip(idx, views)])
-        pl = torch.stack([self.plucker[i, v] for i, v in zip(idx, views)])
-        caps = ["" if torch.rand(1, generator=gen).item() < dropout else self.captions[i] for i in idx]
-        rng = random.Random(int(torch.randint(2 ** 31, (1,), generator=gen)))
-        rewrite = [k for k, (c, i) in enumerate(zip(caps, idx)) if c and self.specs[i] is not None
-                   and rng.random() < augment]
-        embs = [self.text[c] for c in caps]
-        if rewrite:
-            e, m = encode_text(self.tokenizer, self.text_encoder,
-                               [paraphrase(self.specs[idx[k]], rng) for k in rewrite])
-            for k, ek, mk in zip(rewrite, e.cpu(), m.cpu()):
-                embs[k] = ek[mk.bool()]
-        T = max(len(e) for e in embs)
-        emb = torch.stack([torch.nn.functional.pad(e, (0, 0, 0, T - len(e))) for e in embs])
-        mask = torch.stack([torch.arange(T) < len(e) for e in embs]).long()
-        return lat, pl, emb, mask
-
-
-def _spec_or_none(caption: str):
-    """The ObjectSpec of a caption of our grammar, else None (a user's own captions are never rewritten)."""
-    from mvgen.data.captions import CaptionError, parse_caption
-
-    try:
-        return parse_caption(caption) if caption else None
-    except CaptionError:
-        return None
-
-
 def build_transformer(cfg: TrainConfig, latent_channels: int, latent_size: int):
     from mvgen.models import PTDiTTransformer3DModel
 
@@ -186,8 +82,9 @@ def build_transformer(cfg: TrainConfig, latent_channels: int, latent_size: int):
     return PTDiTTransformer3DModel.from_preset(cfg.preset, **kw)
 
 
-def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) -> Path:
-    """Run (or continue) training; returns the final pipeline folder. ``max_steps`` stops early (smoke tests)."""
+def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, cache_only: bool = False) -> Path:
+    """Run (or continue) training; returns the final pipeline folder. ``max_steps`` stops early (smoke tests);
+    ``cache_only`` builds (or extends) the run's latent cache, returns its path and trains nothing."""
     import torch
 
     from accelerate.utils import set_seed
@@ -195,6 +92,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
+    from mvgen.latent_cache import CACHE_NAME, LatentCache
     from mvgen.text import load_text_encoder
     from mvgen.trainutil import LossLog, checkpoint_dirs, dump_config, resume_state, save_checkpoint
 
@@ -211,6 +109,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     vae, text_encoder = vae.to(acc.device), text_encoder.to(acc.device)  # frozen, beside the transformer
     with acc.main_process_first():  # the main process builds and writes the cache; the others then read it
         cache = LatentCache(cfg, vae, tokenizer, text_encoder, out)
+    if cache_only:
+        return out / CACHE_NAME
     if cache.latents.shape[1] < cfg.views_max:
         raise ValueError(f"views_max={cfg.views_max} but dataset objects have {cache.latents.shape[1]} views")
     model = build_transformer(cfg, cache.latents.shape[2], cache.latents.shape[-1])
@@ -398,6 +298,8 @@ def register(sub) -> None:
     p.add_argument("--vae", help="AutoencoderKL folder (overrides the config)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in this invocation")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:K (overrides the config)")
+    p.add_argument("--cache-only", action="store_true",
+                   help="encode (or extend, resumably) the run's latent cache, then stop without training")
     p.set_defaults(func=_run)
 
 
@@ -406,9 +308,9 @@ def _run(args) -> int:
 
     cfg = load_config(TrainConfig, args.config, data=args.data, out=args.out, vae=args.vae, steps=args.steps,
                       device=args.device)
-    final = train(cfg, resume=args.resume, max_steps=args.max_steps)
+    final = train(cfg, resume=args.resume, max_steps=args.max_steps, cache_only=args.cache_only)
     if int(os.environ.get("RANK", "0")) == 0:  # one line from `accelerate launch` too
-        print(json.dumps({"pipeline": str(final)}))
+        print(json.dumps({"cache" if args.cache_only else "pipeline": str(final)}))
     return 0
 
 

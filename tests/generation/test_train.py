@@ -196,7 +196,7 @@ def test_caption_augmentation_rewrites_captions_in_free_wording(tiny_data, tiny_
     from diffusers import AutoencoderKL
 
     from mvgen.text import encode_text, load_text_encoder
-    from mvgen.train import LatentCache
+    from mvgen.latent_cache import LatentCache
 
     cfg = _cfg(tiny_data, tiny_vae, tmp_path / "run")
     tok, enc = load_text_encoder()
