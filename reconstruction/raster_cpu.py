@@ -8,18 +8,26 @@ pixel centres at +0.5; ``sigma = 0.5 (a dx² + c dy²) + b dx dy`` with ``(a, b,
 ``alpha < 1/255``; compositing is front to back and stops before the Gaussian that would bring the
 transmittance to ``T <= 1e-4`` (that one is not drawn).
 
-Layout of the work: the image is cut into ``tile_size``² tiles; every visible Gaussian (radii > 0) is listed in
-each tile its screen-space box ``mean ± radii`` touches, in depth order (one stable depth sort per image, then a
-fill pass, so every tile list comes out sorted). Tiles run in parallel (``prange``); inside a tile a Gaussian
-updates the tile rows of its box, each row in one branch-free pass over the row's pixels (pixels outside the box
-columns, or where it is not drawn, take exact no-op values). LLVM vectorises those passes (a whole tile row is
-a few SIMD registers; passes over only the box's columns ran 2x slower); a hand-written ``exp`` (``_exp_neg``,
-no libm call) makes that possible, and ``sigma > log(255 opacity)`` rejects a pixel before the exact alpha test.
-Rows whose pixels are all finished (forward) or all end before the Gaussian (backward) are skipped. The backward
-pass walks each tile list back to front, from the last Gaussian the forward drew in the tile (``n_used``),
-recovering the transmittance by division as in 3DGS, and writes each (tile, Gaussian) pair's gradient into its own
-slot; a serial pass then sums the slots per Gaussian, so no two threads ever write the same memory and results
-are deterministic.
+Layout of the work: the image is cut into 16 x 16 tiles (``TILE``; other sizes are refused); every visible
+Gaussian (radii > 0) is listed in each tile its screen-space box ``mean ± radii`` touches, in depth order (one
+stable depth sort per image, then a fill pass, so every tile list comes out sorted). Tiles run in parallel
+(``prange``); inside a tile a Gaussian updates the tile rows of its box, each row in one branch-free pass over the
+row's TILE pixels (pixels outside the box columns, or where it is not drawn, take exact no-op values).
+
+What makes those passes SIMD code (AVX2: two 8-lane iterations per row; issue 20, session 19): the trip count is
+the constant TILE (an image-edge tile's extra pixels start finished and lie outside every box); every lane value
+is a float32 (pixel centres, box bounds and the "last Gaussian drawn" index as floats: one int64 lane had
+LLVM fall back to 4-lane code with per-lane scalar conversions); ``exp`` is written out (``_exp_neg``, no libm
+call) with its power of two put into the exponent bits (``_pow2``) instead of a table lookup (a per-lane scalar
+load); the first three channels are blended inside the pixel pass (a separate 16-pixel pass per channel was
+unrolled and then vectorised across channels, 2 lanes wide), further channels (the depth of "RGB+D") in their
+own passes; and no pass carries a reduction: the forward counts finished pixels every ``LIVE_EVERY`` Gaussians
+(the counts only skip finished rows and tiles), the backward no longer skips rows where a Gaussian draws
+nothing (their terms are exact zeros). ``sigma > log(255 opacity)`` rejects a pixel before the exact alpha
+test. The backward pass walks each tile list back to front, from the last Gaussian the forward drew in the tile
+(``n_used``), recovering the transmittance by division as in 3DGS, and writes each (tile, Gaussian) pair's
+gradient into its own slot; a serial pass then sums the slots per Gaussian, so no two threads ever write the
+same memory and results are deterministic.
 
 Floating point: float32 throughout; fastmath is limited to ``nnan, ninf, nsz, contract`` (no reassociation), so
 the forward and the backward round each pixel's alpha identically. With full fastmath LLVM reassociated the two
@@ -48,13 +56,16 @@ import math
 import numpy as np
 import torch
 import numba
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from reconstruction.profile import stage
 
 ALPHA_MIN = 1.0 / 255.0  # a Gaussian dimmer than this at a pixel is skipped there
 ALPHA_MAX = 0.999  # per-Gaussian alpha clamp (gsplat's value; the 3DGS paper used 0.99)
 T_MIN = 1e-4  # compositing stops before the transmittance would fall to this
+LIVE_EVERY = 16  # the forward recounts each tile's live pixels (to skip finished rows and tiles) this often
 S_MARGIN = 1e-3  # sigma above log(255 opacity) + this: alpha surely under ALPHA_MIN, rejected before the exact test
 
 
@@ -187,7 +198,23 @@ def _tile_rect(job, n_tiles, tiles_x, tile_size, width, height):
     return i, px0, py0, min(px0 + tile_size, width), min(py0 + tile_size, height)
 
 
-_POW2 = np.array([2.0 ** -k for k in range(32)], np.float32)  # 2^-k, the exponent part of ``_exp_neg``
+TILE = 16  # tile side in pixels: the kernels' row passes run over exactly TILE lanes (a compile-time trip count)
+
+
+@intrinsic
+def _pow2(typingctx, n):
+    """2**n for a float32 ``n`` holding an integer in [-126, 127], exactly: the integer is written into the
+    float's exponent field (LLVM ``fptosi``, ``shl``, ``bitcast``). A table lookup here was a per-lane scalar load
+    that kept the pixel loops from vectorising."""
+    if n != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        e = builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127))
+        return builder.bitcast(builder.shl(e, ir.Constant(i32, 23)), ir.FloatType())
+
+    return types.float32(types.float32), codegen
 S_CLAMP = 20.0  # ``_exp_neg`` clamps its argument here (exp(-20) ~ 2e-9: far below any alpha that is drawn)
 
 
@@ -224,27 +251,38 @@ def _exp_neg(s):
     p = p * r + np.float32(0.5)
     p = p * r + np.float32(1.0)
     p = p * r + np.float32(1.0)
-    return p * _POW2[int(-n)]
+    return p * _pow2(n)
 
 
 @njit(inline="always", error_model="numpy")
-def _alpha(mx, ca, cb, cc, op, sm, x, dy, xa, xb):
-    """Alpha of a Gaussian at the pixel of column ``x`` in a row at ``dy = my - y_centre``, 0 where it is not
-    drawn (outside its box columns [xa, xb), sigma < 0, or alpha < 1/255); also returns ``vis`` = exp(-sigma) and
-    the test result. ``sigma > s_max + S_MARGIN`` (alpha surely under 1/255) needs no exp to reject a pixel; the
-    exact alpha test decides the rest. Forward and backward call this one function, so they agree on every pixel."""
-    dx = mx - (np.float32(x) + np.float32(0.5))
+def _alpha(mx, ca, cb, cc, op, sm, xc, dy, xa, xb):
+    """Alpha of a Gaussian at the pixel whose centre is at column ``xc`` (= x + 0.5) in a row at ``dy = my -
+    y_centre``, 0 where it is not drawn (centre outside the box columns [xa, xb), given as centres too, sigma < 0,
+    or alpha < 1/255); also returns ``vis`` = exp(-sigma) and the test result. ``sigma > s_max + S_MARGIN`` (alpha
+    surely under 1/255) needs no exp to reject a pixel; the exact alpha test decides the rest. Forward and backward
+    call this one function, so they agree on every pixel. Every operand is a float32 (no integer lanes), so a
+    pass over a tile row compiles to full-width SIMD code."""
+    dx = mx - xc
     sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
     vis = _exp_neg(sigma)
     alpha = min(np.float32(ALPHA_MAX), op * vis)
-    ok = ((x >= xa) & (x < xb) & (sigma >= np.float32(0.0)) & (sigma <= sm + np.float32(S_MARGIN))
+    ok = ((xc >= xa) & (xc < xb) & (sigma >= np.float32(0.0)) & (sigma <= sm + np.float32(S_MARGIN))
           & (alpha >= np.float32(ALPHA_MIN)))
     return (alpha if ok else np.float32(0.0)), vis, ok
 
 
+@njit(inline="always")
+def _centres(v0):
+    """Pixel centres v0 + c + 0.5 of a tile's TILE columns (or rows), float32."""
+    out = np.empty(TILE, np.float32)
+    for c in range(TILE):
+        out[c] = np.float32(v0 + c) + np.float32(0.5)
+    return out
+
+
 @njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
-def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jobs, bounds, width, height, tile_size,
-             tiles_x, tiles_y):
+def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jobs, bounds, width, height, tiles_x,
+             tiles_y):
     """Front-to-back compositing.
 
     Args: means2d [I,N,2], conics [I,N,3], colors [I,N,D], opacities [I,N] (f32), radii [I,N,2] i32,
@@ -254,8 +292,12 @@ def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, job
         n_used [I,H,W] i32 (1 + position in the tile list of the last Gaussian drawn at the pixel; 0 if none),
         tile_used [I*T] i64 (per tile the largest n_used: the length of the list the backward walks).
 
-    The tile's state (T, accumulated colour per channel, last Gaussian drawn, live) is kept as [row, column] planes
-    so a Gaussian's row pass reads and writes contiguous rows.
+    The tile's state (T, accumulated colour per channel, last Gaussian drawn, live) is kept as TILE x TILE
+    [row, column] float32 planes (an image-edge tile's extra pixels start dead and lie outside every box), so a
+    Gaussian's row pass is one loop of a fixed TILE lanes with one lane type and no reduction: the first three
+    channels are blended in the same loop (the fit's RGB; a missing one is a zero plane), further channels
+    (depth) in their own passes. Finished pixels are counted every ``LIVE_EVERY`` Gaussians rather than in the
+    row pass; the counts only let rows and tiles be skipped, so the image does not depend on when they are taken.
     """
     I, N, D = colors.shape
     n_tiles = tiles_x * tiles_y
@@ -266,67 +308,82 @@ def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, job
     for w in prange(bounds.shape[0] - 1):  # one worker per thread, its tiles from ``_schedule``
         for q in range(bounds[w], bounds[w + 1]):
             job = jobs[q]
-            i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
+            i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, TILE, width, height)
             tw = px1 - px0
             th = py1 - py0
-            T = np.ones((th, tw), np.float32)
-            acc = np.zeros((D, th, tw), np.float32)
-            last = np.zeros((th, tw), np.int32)
-            live = np.ones((th, tw), np.bool_)  # False once the pixel's transmittance is used up
-            w_row = np.empty(tw, np.float32)  # one row's blending weights alpha * T of the current Gaussian
-            row_live = np.full(th, tw, np.int64)  # pixels of each row still live
-            active = tw * th
+            xcen = _centres(px0)
+            T = np.ones((TILE, TILE), np.float32)
+            acc = np.zeros((max(D, 3), TILE, TILE), np.float32)
+            last = np.zeros((TILE, TILE), np.float32)  # n_used as a float (exact below 2^24)
+            live = np.zeros((TILE, TILE), np.float32)  # 1 while the pixel's transmittance lasts, then 0
+            live[:th, :tw] = np.float32(1.0)
+            w_row = np.empty(TILE, np.float32)  # one row's blending weights alpha * T of the current Gaussian
+            row_live = np.full(th, tw, np.int64)  # pixels of each row still live, as of the last count
             start = offsets[job]
             for k in range(start, offsets[job + 1]):
                 g = ids[k]
                 mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
                 xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
                 ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
-                if xa >= xb:
-                    continue
-                used = np.int32(k - start + 1)
-                for y in range(ya, yb):
-                    if row_live[y - py0] == 0:
-                        continue
-                    dy = my - (np.float32(y) + np.float32(0.5))
-                    T_row = T[y - py0]
-                    last_row = last[y - py0]
-                    live_row = live[y - py0]
-                    stopped = 0
-                    for c in range(tw):
-                        alpha, _, ok = _alpha(mx, ca, cb, cc, op, sm, px0 + c, dy, xa, xb)
-                        Tp = T_row[c]
-                        next_T = Tp * (np.float32(1.0) - alpha)
-                        ok = ok & live_row[c]
-                        stop = ok & (next_T <= np.float32(T_MIN))  # this Gaussian is not drawn, the pixel is done
-                        draw = ok & (next_T > np.float32(T_MIN))
-                        w_row[c] = alpha * Tp if draw else np.float32(0.0)
-                        T_row[c] = next_T if draw else Tp
-                        last_row[c] = used if draw else last_row[c]
-                        live_row[c] = live_row[c] & ~stop
-                        stopped += 1 if stop else 0
-                    active -= stopped
-                    row_live[y - py0] -= stopped
-                    for d in range(D):
-                        col = colors[i, g, d]
-                        acc_row = acc[d, y - py0]
-                        for c in range(tw):
-                            acc_row[c] += col * w_row[c]
-                if active == 0:
-                    break
+                if xa < xb:
+                    xa_c = np.float32(xa) + np.float32(0.5)
+                    xb_c = np.float32(xb) + np.float32(0.5)
+                    used = np.float32(k - start + 1)
+                    col0 = colors[i, g, 0] if D > 0 else np.float32(0.0)
+                    col1 = colors[i, g, 1] if D > 1 else np.float32(0.0)
+                    col2 = colors[i, g, 2] if D > 2 else np.float32(0.0)
+                    for y in range(ya, yb):
+                        ry = y - py0
+                        if row_live[ry] == 0:
+                            continue
+                        dy = my - (np.float32(y) + np.float32(0.5))
+                        T_row = T[ry]
+                        last_row = last[ry]
+                        live_row = live[ry]
+                        acc0, acc1, acc2 = acc[0, ry], acc[1, ry], acc[2, ry]
+                        for c in range(TILE):
+                            alpha, _, ok = _alpha(mx, ca, cb, cc, op, sm, xcen[c], dy, xa_c, xb_c)
+                            Tp = T_row[c]
+                            next_T = Tp * (np.float32(1.0) - alpha)
+                            ok = ok & (live_row[c] > np.float32(0.0))
+                            stop = ok & (next_T <= np.float32(T_MIN))  # not drawn: the pixel is done
+                            draw = ok & (next_T > np.float32(T_MIN))
+                            wgt = alpha * Tp if draw else np.float32(0.0)
+                            w_row[c] = wgt
+                            T_row[c] = next_T if draw else Tp
+                            last_row[c] = used if draw else last_row[c]
+                            live_row[c] = np.float32(0.0) if stop else live_row[c]
+                            acc0[c] += col0 * wgt
+                            acc1[c] += col1 * wgt
+                            acc2[c] += col2 * wgt
+                        for d in range(3, D):
+                            col = colors[i, g, d]
+                            acc_row = acc[d, ry]
+                            for c in range(TILE):
+                                acc_row[c] += col * w_row[c]
+                if (k - start) % LIVE_EVERY == LIVE_EVERY - 1:
+                    active = 0
+                    for ry in range(th):
+                        n = 0
+                        for c in range(TILE):
+                            n += 1 if live[ry, c] > np.float32(0.0) else 0
+                        row_live[ry] = n
+                        active += n
+                    if active == 0:
+                        break
             for y in range(py0, py1):
                 for x in range(px0, px1):
                     for d in range(D):
                         image[i, y, x, d] = acc[d, y - py0, x - px0]
                     T_out[i, y, x] = T[y - py0, x - px0]
-                    n_used[i, y, x] = last[y - py0, x - px0]
-                    tile_used[job] = max(tile_used[job], last[y - py0, x - px0])
+                    n_used[i, y, x] = np.int32(last[y - py0, x - px0])
+                    tile_used[job] = max(tile_used[job], n_used[i, y, x])
     return image, T_out, n_used, tile_used
 
 
 @njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
 def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jobs, bounds, T_final, n_used, v_image,
-              v_alpha, width, height, tile_size, tiles_x, tiles_y):
+              v_alpha, width, height, tiles_x, tiles_y):
     """Back-to-front gradient pass (3DGS style: T recovered by division, colour behind kept in a buffer).
 
     Args: forward inputs (``jobs`` / ``bounds`` scheduled on the forward's ``tile_used``), ``T_final`` /
@@ -335,11 +392,13 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jo
     Returns: per-intersection gradients g_xy [n_isect,2], g_conic [n_isect,3], g_color [n_isect,D],
         g_opacity [n_isect], summed per Gaussian by ``_reduce``.
 
-    Like the forward, a Gaussian is handled one tile row at a time, in branch-free passes over the row (the
-    pixel terms into row buffers, then one pass per channel, then the geometry gradients), so each compiles to
-    SIMD code; pixels it does not reach contribute exact zeros.
+    Like the forward, a Gaussian is handled one tile row at a time in loops of TILE lanes without reductions:
+    the pixel terms and the first three channels in one pass, further channels in their own, then the geometry
+    gradients, summed per tile column (``lanes``) and over the columns once per Gaussian. Pixels it does not
+    reach (an edge tile's extra pixels included) contribute exact zeros.
     """
     I, N, D = colors.shape
+    D3 = max(D, 3)
     n_tiles = tiles_x * tiles_y
     n_isect = ids.shape[0]
     g_xy = np.zeros((n_isect, 2), np.float32)
@@ -349,27 +408,27 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jo
     for w in prange(bounds.shape[0] - 1):  # one worker per thread, its tiles from ``_schedule``
         for q in range(bounds[w], bounds[w + 1]):
             job = jobs[q]
-            i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, tile_size, width, height)
-            tw = px1 - px0
+            i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, TILE, width, height)
             th = py1 - py0
-            T = np.empty((th, tw), np.float32)
-            last = np.empty((th, tw), np.int32)
-            v_T = np.empty((th, tw), np.float32)  # T_final * v_alpha
-            buf = np.zeros((D, th, tw), np.float32)  # colour composited behind the current Gaussian
-            v_img = np.empty((D, th, tw), np.float32)  # the tile's image gradients, one plane per channel
-            w_row = np.empty(tw, np.float32)  # per-pixel terms of the current Gaussian in one row: alpha * T,
-            tm_row = np.empty(tw, np.float32)  # T in front of it and 1 / (1 - alpha) where it is drawn (else 0),
-            ram_row = np.empty(tw, np.float32)
-            va_row = np.empty(tw, np.float32)  # the gradient w.r.t. its alpha,
-            q_row = np.empty(tw, np.float32)  # exp(-sigma) where alpha is not clamped (else 0)
-            lanes = np.empty((6 + D, tw), np.float32)  # the current Gaussian's gradients summed per tile column
+            xcen = _centres(px0)
+            T = np.ones((TILE, TILE), np.float32)
+            last = np.zeros((TILE, TILE), np.float32)  # n_used as a float (exact below 2^24)
+            v_T = np.zeros((TILE, TILE), np.float32)  # T_final * v_alpha
+            buf = np.zeros((D3, TILE, TILE), np.float32)  # colour composited behind the current Gaussian
+            v_img = np.zeros((D3, TILE, TILE), np.float32)  # the tile's image gradients, one plane per channel
+            w_row = np.empty(TILE, np.float32)  # per-pixel terms of the current Gaussian in one row: alpha * T,
+            tm_row = np.empty(TILE, np.float32)  # T in front of it and 1 / (1 - alpha) where it is drawn (else 0),
+            ram_row = np.empty(TILE, np.float32)
+            va_row = np.empty(TILE, np.float32)  # the gradient w.r.t. its alpha,
+            q_row = np.empty(TILE, np.float32)  # exp(-sigma) where alpha is not clamped (else 0)
+            lanes = np.empty((6 + D3, TILE), np.float32)  # the current Gaussian's gradients summed per tile column
             l_x, l_y, l_a, l_b, l_c, l_o = lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5]
-            row_last = np.zeros(th, np.int32)  # per row: the largest n_used (Gaussians from there on are not drawn)
+            row_last = np.zeros(th, np.int64)  # per row: the largest n_used (Gaussians from there on are not drawn)
             max_last = 0
             for y in range(py0, py1):
                 for x in range(px0, px1):
                     T[y - py0, x - px0] = T_final[i, y, x]
-                    last[y - py0, x - px0] = n_used[i, y, x]
+                    last[y - py0, x - px0] = np.float32(n_used[i, y, x])
                     v_T[y - py0, x - px0] = T_final[i, y, x] * v_alpha[i, y, x]
                     for d in range(D):
                         v_img[d, y - py0, x - px0] = v_image[i, y, x, d]
@@ -378,13 +437,20 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jo
             start = offsets[job]
             for k in range(start + max_last - 1, start - 1, -1):
                 local = k - start
+                local_f = np.float32(local)
                 g = ids[k]
                 mx, my, ca, cb, cc, op, sm = _gaussian(means2d, conics, opacities, s_max, i, g)
                 xa, xb = _pixel_span(mx, radii[i, g, 0], px0, px1)
                 ya, yb = _pixel_span(my, radii[i, g, 1], py0, py1)
                 if xa >= xb:
                     continue
+                xa_c = np.float32(xa) + np.float32(0.5)
+                xb_c = np.float32(xb) + np.float32(0.5)
+                col0 = colors[i, g, 0] if D > 0 else np.float32(0.0)
+                col1 = colors[i, g, 1] if D > 1 else np.float32(0.0)
+                col2 = colors[i, g, 2] if D > 2 else np.float32(0.0)
                 lanes[:] = np.float32(0.0)
+                l_c0, l_c1, l_c2 = lanes[6], lanes[7], lanes[8]
                 for y in range(ya, yb):
                     ry = y - py0
                     if local >= row_last[ry]:
@@ -393,36 +459,50 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jo
                     T_row = T[ry]
                     last_row = last[ry]
                     vT_row = v_T[ry]
-                    n_ok = 0
-                    for c in range(tw):
-                        alpha, vis, ok = _alpha(mx, ca, cb, cc, op, sm, px0 + c, dy, xa, xb)
-                        ok = ok & (local < last_row[c])
+                    b0, b1, b2 = buf[0, ry], buf[1, ry], buf[2, ry]
+                    v0, v1, v2 = v_img[0, ry], v_img[1, ry], v_img[2, ry]
+                    for c in range(TILE):
+                        alpha, vis, ok = _alpha(mx, ca, cb, cc, op, sm, xcen[c], dy, xa_c, xb_c)
+                        ok = ok & (local_f < last_row[c])
                         alpha = alpha if ok else np.float32(0.0)
                         ra = np.float32(1.0) / (np.float32(1.0) - alpha)
                         Tp = T_row[c] * ra  # transmittance in front of this Gaussian (unchanged where not drawn)
                         T_row[c] = Tp
                         m = np.float32(1.0) if ok else np.float32(0.0)
-                        w_row[c] = alpha * Tp
-                        tm_row[c] = m * Tp
-                        ram_row[c] = m * ra
-                        va_row[c] = m * vT_row[c] * ra
+                        wgt = alpha * Tp
+                        tm = m * Tp
+                        ram = m * ra
+                        va = m * vT_row[c] * ra
+                        vc = v0[c]
+                        l_c0[c] += wgt * vc
+                        va += (col0 * tm - b0[c] * ram) * vc
+                        b0[c] += col0 * wgt
+                        vc = v1[c]
+                        l_c1[c] += wgt * vc
+                        va += (col1 * tm - b1[c] * ram) * vc
+                        b1[c] += col1 * wgt
+                        vc = v2[c]
+                        l_c2[c] += wgt * vc
+                        va += (col2 * tm - b2[c] * ram) * vc
+                        b2[c] += col2 * wgt
+                        w_row[c] = wgt
+                        tm_row[c] = tm
+                        ram_row[c] = ram
+                        va_row[c] = va
                         # alpha depends on sigma and opacity only where it is not clamped
                         q_row[c] = m * vis if op * vis <= np.float32(ALPHA_MAX) else np.float32(0.0)
-                        n_ok += 1 if ok else 0
-                    if n_ok == 0:  # the Gaussian is not drawn in this row: every term below is zero
-                        continue
-                    for d in range(D):
+                    for d in range(3, D):
                         col = colors[i, g, d]
                         buf_row = buf[d, ry]
                         vimg_row = v_img[d, ry]
                         l_col = lanes[6 + d]
-                        for c in range(tw):
+                        for c in range(TILE):
                             vc = vimg_row[c]
                             l_col[c] += w_row[c] * vc
                             va_row[c] += (col * tm_row[c] - buf_row[c] * ram_row[c]) * vc
                             buf_row[c] += col * w_row[c]
-                    for c in range(tw):
-                        dx = mx - (np.float32(px0 + c) + np.float32(0.5))
+                    for c in range(TILE):
+                        dx = mx - xcen[c]
                         v_sigma = -op * q_row[c] * va_row[c]
                         l_a[c] += np.float32(0.5) * v_sigma * dx * dx
                         l_b[c] += v_sigma * dx * dy
@@ -487,8 +567,8 @@ class RasterizeCPU(torch.autograd.Function):
             offsets, ids = _bin_gaussians(arrays[0], arrays[4], _np(depths), tile_size, tiles_x, tiles_y)
             jobs, bounds = _schedule(np.diff(offsets), _workers(len(offsets) - 1))
         with stage("rasterize: composite (forward)"):
-            image, T, n_used, tile_used = _forward(*arrays, offsets, ids, jobs, bounds, width, height, tile_size,
-                                                   tiles_x, tiles_y)
+            image, T, n_used, tile_used = _forward(*arrays, offsets, ids, jobs, bounds, width, height, tiles_x,
+                                                   tiles_y)
         ctx.state = (arrays, offsets, ids, T, n_used, tile_used, width, height, tile_size, tiles_x, tiles_y)
         ctx.device = means2d.device
         alpha = 1.0 - torch.from_numpy(T)
@@ -506,7 +586,7 @@ class RasterizeCPU(torch.autograd.Function):
             with stage("rasterize: backward"):
                 jobs, bounds = _schedule(tile_used, _workers(len(tile_used)))
                 grads = _backward(*arrays, offsets, ids, jobs, bounds, T, n_used, v_img, v_a, width, height,
-                                  tile_size, tiles_x, tiles_y)
+                                  tiles_x, tiles_y)
             with stage("rasterize: per-Gaussian gradient sums"):
                 v_xy, v_conic, v_color, v_opacity = _reduce(offsets, ids, tiles_x * tiles_y, N, *grads)
         out = [torch.from_numpy(v).to(ctx.device) for v in (v_xy, v_conic, v_color, v_opacity)]
@@ -516,6 +596,9 @@ class RasterizeCPU(torch.autograd.Function):
 def rasterize_to_pixels(means2d, conics, colors, opacities, radii, depths, width, height, tile_size=16):
     """Composite projected Gaussians. Shapes as ``RasterizeCPU``; returns (image [I,H,W,D], alpha [I,H,W,1])."""
     from reconstruction.jit import first_call
+
+    if tile_size != TILE:
+        raise ValueError(f"the cpu rasterizer's kernels are compiled for {TILE}-pixel tiles, got tile_size={tile_size}")
 
     with first_call("raster_cpu", "the CPU splatting kernels", __file__, "_forward"):
         return RasterizeCPU.apply(means2d, conics, colors, opacities, radii, depths, width, height, tile_size)

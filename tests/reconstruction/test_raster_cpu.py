@@ -5,6 +5,7 @@ Gaussian in the backward), each against the torch reference in values and gradie
 import math
 
 import numpy as np
+import pytest
 import torch
 from numba import njit
 
@@ -81,3 +82,26 @@ def test_early_rejection_and_skipped_rows_equal_reference():
     assert (g_c[2][0, dim] == 0).all() and (g_c[3][0, dim] == 0).all()
     faint = slice(120, 132)
     assert (g_c[3][0, faint] != 0).sum() >= 4, "faint Gaussians are drawn near their centres (where not hidden)"
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4, 5])
+def test_channel_counts_equal_reference(channels):
+    """The kernels blend the first three channels inside the pixel pass (missing ones are zero planes) and any
+    further ones (a depth channel) in their own passes: every count matches the reference in values and
+    gradients, on a scene with partial edge tiles."""
+    means2d, conics, _, opac, radii, depths = _scene()
+    colors = torch.rand(1, means2d.shape[1], channels, generator=torch.Generator().manual_seed(6)) * 3
+    scene = (means2d, conics, colors, opac, radii, depths)
+    img_c, a_c, g_c = _render(raster_cpu.rasterize_to_pixels, scene)
+    img_t, a_t, g_t = _render(reference, scene)
+    assert img_c.shape == (1, H, W, channels)
+    assert torch.allclose(img_c, img_t, atol=3e-5) and torch.allclose(a_c, a_t, atol=1e-5)
+    for name, a, b in zip(["means2d", "conics", "colors", "opacities"], g_c, g_t):
+        scale = b.abs().max()
+        assert torch.allclose(a, b, atol=2e-4 * scale, rtol=1e-3), f"{name}: max diff {(a - b).abs().max()} / {scale}"
+
+
+def test_other_tile_sizes_are_refused():
+    means2d, conics, colors, opac, radii, depths = _scene()
+    with pytest.raises(ValueError, match="16-pixel tiles"):
+        raster_cpu.rasterize_to_pixels(means2d, conics, colors, opac, radii, depths, W, H, tile_size=8)
