@@ -199,6 +199,10 @@ def _tile_rect(job, n_tiles, tiles_x, tile_size, width, height):
 
 
 TILE = 16  # tile side in pixels: the kernels' row passes run over exactly TILE lanes (a compile-time trip count)
+HALF = TILE // 2  # or over one half of the row, when a Gaussian's box lies inside it
+PLANE = TILE * TILE  # one [row, column] plane of a tile's flat state
+_XC = 6 * PLANE  # the forward's state: T, last, live, 3 colour planes, then pixel centres, weights, more channels
+_BR = 9 * PLANE  # the backward's: T, last, v_T, 3 colour buffers, 3 image gradients, then rows (``_backward``)
 
 
 @intrinsic
@@ -280,6 +284,42 @@ def _centres(v0):
     return out
 
 
+@njit(inline="always")
+def _lanes(lo, hi):
+    """The tile columns a row pass runs over, for box columns [lo, hi) of the tile: one half (8 lanes, one AVX2
+    vector) when the box lies inside it, else all TILE. Returns (first column, count)."""
+    if hi <= HALF:
+        return 0, HALF
+    if lo >= HALF:
+        return HALF, HALF
+    return 0, TILE
+
+
+@njit(inline="always", error_model="numpy")
+def _composite_lanes(st, r, c0, n, n_acc, mx, ca, cb, cc, op, sm, dy, xa_c, xb_c, used, col0, col1, col2):
+    """The forward's pass over columns [c0, c0 + n) of tile row offset ``r`` (= row * TILE) for one Gaussian:
+    alpha, the transmittance update, the first three channels, the blending weights kept for further channels.
+    ``st`` is the tile's flat state (``_forward``); ``n`` is a literal at each call, so the loop has a constant
+    trip count, and every access is ``st[constant + r + c]``, so LLVM sees that no two planes overlap and
+    vectorises the loop without runtime alias checks (needed for the 8-lane passes to vectorise at all)."""
+    for c in range(c0, c0 + n):
+        j = r + c
+        alpha, _, ok = _alpha(mx, ca, cb, cc, op, sm, st[_XC + c], dy, xa_c, xb_c)
+        Tp = st[j]
+        next_T = Tp * (np.float32(1.0) - alpha)
+        ok = ok & (st[2 * PLANE + j] > np.float32(0.0))
+        stop = ok & (next_T <= np.float32(T_MIN))  # not drawn: the pixel is done
+        draw = ok & (next_T > np.float32(T_MIN))
+        wgt = alpha * Tp if draw else np.float32(0.0)
+        st[_XC + TILE + c] = wgt
+        st[j] = next_T if draw else Tp
+        st[PLANE + j] = used if draw else st[PLANE + j]
+        st[2 * PLANE + j] = np.float32(0.0) if stop else st[2 * PLANE + j]
+        st[3 * PLANE + j] += col0 * wgt
+        st[4 * PLANE + j] += col1 * wgt
+        st[5 * PLANE + j] += col2 * wgt
+
+
 @njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
 def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jobs, bounds, width, height, tiles_x,
              tiles_y):
@@ -292,33 +332,39 @@ def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, job
         n_used [I,H,W] i32 (1 + position in the tile list of the last Gaussian drawn at the pixel; 0 if none),
         tile_used [I*T] i64 (per tile the largest n_used: the length of the list the backward walks).
 
-    The tile's state (T, accumulated colour per channel, last Gaussian drawn, live) is kept as TILE x TILE
-    [row, column] float32 planes (an image-edge tile's extra pixels start dead and lie outside every box), so a
-    Gaussian's row pass is one loop of a fixed TILE lanes with one lane type and no reduction: the first three
-    channels are blended in the same loop (the fit's RGB; a missing one is a zero plane), further channels
-    (depth) in their own passes. Finished pixels are counted every ``LIVE_EVERY`` Gaussians rather than in the
-    row pass; the counts only let rows and tiles be skipped, so the image does not depend on when they are taken.
+    The tile's state is one flat float32 array of TILE x TILE planes, [row, column] each: T, the last Gaussian
+    drawn (n_used as a float, exact below 2^24), live (1 while the pixel's transmittance lasts, then 0), one
+    accumulated colour plane per channel (at least three; a missing channel is a zero plane), then the pixel
+    centres of the tile's columns and one row of blending weights. An image-edge tile's extra pixels start
+    finished and lie outside every box. Finished pixels are counted every ``LIVE_EVERY`` Gaussians rather than
+    in the row pass (a reduction there costs the pass its full SIMD width); the counts only skip finished rows
+    and tiles, so the image does not depend on when they are taken.
     """
     I, N, D = colors.shape
+    n_acc = max(D, 3)
+    xc_at = (3 + n_acc) * PLANE
     n_tiles = tiles_x * tiles_y
     image = np.zeros((I, height, width, D), np.float32)
     T_out = np.ones((I, height, width), np.float32)
     n_used = np.zeros((I, height, width), np.int32)
     tile_used = np.zeros(I * n_tiles, np.int64)
     for w in prange(bounds.shape[0] - 1):  # one worker per thread, its tiles from ``_schedule``
+        st = np.empty(_XC + 2 * TILE + (n_acc - 3) * PLANE, np.float32)
+        row_live = np.empty(TILE, np.int64)  # pixels of each row still live, as of the last count
         for q in range(bounds[w], bounds[w + 1]):
             job = jobs[q]
             i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, TILE, width, height)
             tw = px1 - px0
             th = py1 - py0
-            xcen = _centres(px0)
-            T = np.ones((TILE, TILE), np.float32)
-            acc = np.zeros((max(D, 3), TILE, TILE), np.float32)
-            last = np.zeros((TILE, TILE), np.float32)  # n_used as a float (exact below 2^24)
-            live = np.zeros((TILE, TILE), np.float32)  # 1 while the pixel's transmittance lasts, then 0
-            live[:th, :tw] = np.float32(1.0)
-            w_row = np.empty(TILE, np.float32)  # one row's blending weights alpha * T of the current Gaussian
-            row_live = np.full(th, tw, np.int64)  # pixels of each row still live, as of the last count
+            st[:PLANE] = np.float32(1.0)  # T
+            st[PLANE:3 * PLANE] = np.float32(0.0)  # last, live
+            for ry in range(th):
+                st[2 * PLANE + ry * TILE:2 * PLANE + ry * TILE + tw] = np.float32(1.0)
+                row_live[ry] = tw
+            st[3 * PLANE:6 * PLANE] = np.float32(0.0)
+            st[_XC + 2 * TILE:] = np.float32(0.0)  # channels beyond three
+            for c in range(TILE):
+                st[_XC + c] = np.float32(px0 + c) + np.float32(0.5)
             start = offsets[job]
             for k in range(start, offsets[job + 1]):
                 g = ids[k]
@@ -329,6 +375,7 @@ def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, job
                     xa_c = np.float32(xa) + np.float32(0.5)
                     xb_c = np.float32(xb) + np.float32(0.5)
                     used = np.float32(k - start + 1)
+                    c0, c_n = _lanes(xa - px0, xb - px0)
                     col0 = colors[i, g, 0] if D > 0 else np.float32(0.0)
                     col1 = colors[i, g, 1] if D > 1 else np.float32(0.0)
                     col2 = colors[i, g, 2] if D > 2 else np.float32(0.0)
@@ -337,48 +384,102 @@ def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, job
                         if row_live[ry] == 0:
                             continue
                         dy = my - (np.float32(y) + np.float32(0.5))
-                        T_row = T[ry]
-                        last_row = last[ry]
-                        live_row = live[ry]
-                        acc0, acc1, acc2 = acc[0, ry], acc[1, ry], acc[2, ry]
-                        for c in range(TILE):
-                            alpha, _, ok = _alpha(mx, ca, cb, cc, op, sm, xcen[c], dy, xa_c, xb_c)
-                            Tp = T_row[c]
-                            next_T = Tp * (np.float32(1.0) - alpha)
-                            ok = ok & (live_row[c] > np.float32(0.0))
-                            stop = ok & (next_T <= np.float32(T_MIN))  # not drawn: the pixel is done
-                            draw = ok & (next_T > np.float32(T_MIN))
-                            wgt = alpha * Tp if draw else np.float32(0.0)
-                            w_row[c] = wgt
-                            T_row[c] = next_T if draw else Tp
-                            last_row[c] = used if draw else last_row[c]
-                            live_row[c] = np.float32(0.0) if stop else live_row[c]
-                            acc0[c] += col0 * wgt
-                            acc1[c] += col1 * wgt
-                            acc2[c] += col2 * wgt
-                        for d in range(3, D):
+                        r = (ry & (TILE - 1)) * TILE  # = ry * TILE; the mask tells LLVM it is >= 0 (no wraparound)
+                        if c_n == HALF:
+                            _composite_lanes(st, r, c0, HALF, n_acc, mx, ca, cb, cc, op, sm, dy, xa_c, xb_c, used,
+                                             col0, col1, col2)
+                        else:
+                            _composite_lanes(st, r, 0, TILE, n_acc, mx, ca, cb, cc, op, sm, dy, xa_c, xb_c, used,
+                                             col0, col1, col2)
+                        for d in range(3, D):  # further channels (depth), from the kept weights
                             col = colors[i, g, d]
-                            acc_row = acc[d, ry]
-                            for c in range(TILE):
-                                acc_row[c] += col * w_row[c]
+                            a0 = _XC + 2 * TILE + (d - 3) * PLANE + r
+                            for c in range(c0, c0 + c_n):
+                                st[a0 + c] += col * st[_XC + TILE + c]
                 if (k - start) % LIVE_EVERY == LIVE_EVERY - 1:
                     active = 0
                     for ry in range(th):
                         n = 0
                         for c in range(TILE):
-                            n += 1 if live[ry, c] > np.float32(0.0) else 0
+                            n += 1 if st[2 * PLANE + ry * TILE + c] > np.float32(0.0) else 0
                         row_live[ry] = n
                         active += n
                     if active == 0:
                         break
             for y in range(py0, py1):
                 for x in range(px0, px1):
+                    j = (y - py0) * TILE + x - px0
                     for d in range(D):
-                        image[i, y, x, d] = acc[d, y - py0, x - px0]
-                    T_out[i, y, x] = T[y - py0, x - px0]
-                    n_used[i, y, x] = np.int32(last[y - py0, x - px0])
+                        image[i, y, x, d] = st[(3 + d) * PLANE + j] if d < 3 else st[_XC + 2 * TILE + (d - 3) * PLANE + j]
+                    T_out[i, y, x] = st[j]
+                    n_used[i, y, x] = np.int32(st[PLANE + j])
                     tile_used[job] = max(tile_used[job], n_used[i, y, x])
     return image, T_out, n_used, tile_used
+
+
+@njit(inline="always", error_model="numpy")
+def _gradient_lanes(st, r, c0, n, local_f, mx, ca, cb, cc, op, sm, dy, xa_c, xb_c, col0, col1, col2):
+    """The backward's first pass over columns [c0, c0 + n) of tile row offset ``r`` for one Gaussian: alpha,
+    the transmittance in front of it, the first three channels' gradients and colour-behind buffers, and the
+    per-pixel terms the geometry pass needs. Flat state and constant trip count as in ``_composite_lanes``."""
+    for c in range(c0, c0 + n):
+        j = r + c
+        alpha, vis, ok = _alpha(mx, ca, cb, cc, op, sm, st[_BR + c], dy, xa_c, xb_c)
+        ok = ok & (local_f < st[PLANE + j])
+        alpha = alpha if ok else np.float32(0.0)
+        ra = np.float32(1.0) / (np.float32(1.0) - alpha)
+        Tp = st[j] * ra  # transmittance in front of this Gaussian (unchanged where not drawn)
+        st[j] = Tp
+        m = np.float32(1.0) if ok else np.float32(0.0)
+        wgt = alpha * Tp
+        tm = m * Tp
+        ram = m * ra
+        va = m * st[2 * PLANE + j] * ra
+        vc = st[6 * PLANE + j]
+        st[_BR + 12 * TILE + c] += wgt * vc
+        va += (col0 * tm - st[3 * PLANE + j] * ram) * vc
+        st[3 * PLANE + j] += col0 * wgt
+        vc = st[7 * PLANE + j]
+        st[_BR + 13 * TILE + c] += wgt * vc
+        va += (col1 * tm - st[4 * PLANE + j] * ram) * vc
+        st[4 * PLANE + j] += col1 * wgt
+        vc = st[8 * PLANE + j]
+        st[_BR + 14 * TILE + c] += wgt * vc
+        va += (col2 * tm - st[5 * PLANE + j] * ram) * vc
+        st[5 * PLANE + j] += col2 * wgt
+        st[_BR + TILE + c] = wgt
+        st[_BR + 2 * TILE + c] = tm
+        st[_BR + 3 * TILE + c] = ram
+        st[_BR + 4 * TILE + c] = va
+        # alpha depends on sigma and opacity only where it is not clamped
+        st[_BR + 5 * TILE + c] = m * vis if op * vis <= np.float32(ALPHA_MAX) else np.float32(0.0)
+
+
+@njit(inline="always", error_model="numpy")
+def _geometry_lanes(st, c0, n, mx, ca, cb, cc, op, dy):
+    """The backward's last pass over columns [c0, c0 + n) of a row: the gradients of the centre, the conic and
+    the opacity, summed per tile column."""
+    for c in range(c0, c0 + n):
+        dx = mx - st[_BR + c]
+        q = st[_BR + 5 * TILE + c]
+        va = st[_BR + 4 * TILE + c]
+        v_sigma = -op * q * va
+        st[_BR + 8 * TILE + c] += np.float32(0.5) * v_sigma * dx * dx
+        st[_BR + 9 * TILE + c] += v_sigma * dx * dy
+        st[_BR + 10 * TILE + c] += np.float32(0.5) * v_sigma * dy * dy
+        st[_BR + 6 * TILE + c] += v_sigma * (ca * dx + cb * dy)
+        st[_BR + 7 * TILE + c] += v_sigma * (cb * dx + cc * dy)
+        st[_BR + 11 * TILE + c] += q * va
+
+
+@njit(inline="always")
+def _lane_sum(st, at, c0, n):
+    """Sum of the per-column partial sums ``st[at + c0:at + c0 + n]`` in column order (the other columns of the
+    row hold zeros, which would add nothing)."""
+    total = np.float32(0.0)
+    for c in range(c0, c0 + n):
+        total += st[at + c]
+    return total
 
 
 @njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
@@ -392,13 +493,19 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jo
     Returns: per-intersection gradients g_xy [n_isect,2], g_conic [n_isect,3], g_color [n_isect,D],
         g_opacity [n_isect], summed per Gaussian by ``_reduce``.
 
-    Like the forward, a Gaussian is handled one tile row at a time in loops of TILE lanes without reductions:
-    the pixel terms and the first three channels in one pass, further channels in their own, then the geometry
-    gradients, summed per tile column (``lanes``) and over the columns once per Gaussian. Pixels it does not
-    reach (an edge tile's extra pixels included) contribute exact zeros.
+    Like the forward, a Gaussian is handled one tile row at a time in passes over the row's columns (one half
+    when its box lies inside it) with a constant trip count and no reductions, on one flat float32 state per
+    tile: planes T, last (n_used), T_final * v_alpha, three colour-behind buffers, three image-gradient planes;
+    then rows: pixel centres, the per-pixel terms (alpha T, T where drawn, 1 / (1 - alpha) where drawn, the
+    gradient w.r.t. alpha, exp(-sigma) where alpha is not clamped), the per-column partial sums of the
+    Gaussian's gradients (x, y, conic a, b, c, opacity, three colours); channels beyond three after those, with
+    their own passes. The partial sums are added over the columns once per (tile, Gaussian). Pixels a Gaussian
+    does not reach (an edge tile's extra pixels included) contribute exact zeros.
     """
     I, N, D = colors.shape
-    D3 = max(D, 3)
+    extra = max(D - 3, 0)
+    ex_lanes = _BR + 15 * TILE  # per-column sums of channels beyond three, then their buffer and gradient planes
+    ex_planes = ex_lanes + extra * TILE
     n_tiles = tiles_x * tiles_y
     n_isect = ids.shape[0]
     g_xy = np.zeros((n_isect, 2), np.float32)
@@ -406,32 +513,27 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jo
     g_color = np.zeros((n_isect, D), np.float32)
     g_opacity = np.zeros(n_isect, np.float32)
     for w in prange(bounds.shape[0] - 1):  # one worker per thread, its tiles from ``_schedule``
+        st = np.empty(ex_planes + 2 * extra * PLANE, np.float32)
+        row_last = np.empty(TILE, np.int64)  # per row: the largest n_used (Gaussians from there on are not drawn)
         for q in range(bounds[w], bounds[w + 1]):
             job = jobs[q]
             i, px0, py0, px1, py1 = _tile_rect(job, n_tiles, tiles_x, TILE, width, height)
             th = py1 - py0
-            xcen = _centres(px0)
-            T = np.ones((TILE, TILE), np.float32)
-            last = np.zeros((TILE, TILE), np.float32)  # n_used as a float (exact below 2^24)
-            v_T = np.zeros((TILE, TILE), np.float32)  # T_final * v_alpha
-            buf = np.zeros((D3, TILE, TILE), np.float32)  # colour composited behind the current Gaussian
-            v_img = np.zeros((D3, TILE, TILE), np.float32)  # the tile's image gradients, one plane per channel
-            w_row = np.empty(TILE, np.float32)  # per-pixel terms of the current Gaussian in one row: alpha * T,
-            tm_row = np.empty(TILE, np.float32)  # T in front of it and 1 / (1 - alpha) where it is drawn (else 0),
-            ram_row = np.empty(TILE, np.float32)
-            va_row = np.empty(TILE, np.float32)  # the gradient w.r.t. its alpha,
-            q_row = np.empty(TILE, np.float32)  # exp(-sigma) where alpha is not clamped (else 0)
-            lanes = np.empty((6 + D3, TILE), np.float32)  # the current Gaussian's gradients summed per tile column
-            l_x, l_y, l_a, l_b, l_c, l_o = lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5]
-            row_last = np.zeros(th, np.int64)  # per row: the largest n_used (Gaussians from there on are not drawn)
+            st[:] = np.float32(0.0)
+            st[:PLANE] = np.float32(1.0)  # T
+            for c in range(TILE):
+                st[_BR + c] = np.float32(px0 + c) + np.float32(0.5)
+            row_last[:] = 0
             max_last = 0
             for y in range(py0, py1):
                 for x in range(px0, px1):
-                    T[y - py0, x - px0] = T_final[i, y, x]
-                    last[y - py0, x - px0] = np.float32(n_used[i, y, x])
-                    v_T[y - py0, x - px0] = T_final[i, y, x] * v_alpha[i, y, x]
+                    j = (y - py0) * TILE + x - px0
+                    st[j] = T_final[i, y, x]
+                    st[PLANE + j] = np.float32(n_used[i, y, x])
+                    st[2 * PLANE + j] = T_final[i, y, x] * v_alpha[i, y, x]
                     for d in range(D):
-                        v_img[d, y - py0, x - px0] = v_image[i, y, x, d]
+                        at = (6 + d) * PLANE if d < 3 else ex_planes + (extra + d - 3) * PLANE
+                        st[at + j] = v_image[i, y, x, d]
                     max_last = max(max_last, n_used[i, y, x])
                     row_last[y - py0] = max(row_last[y - py0], n_used[i, y, x])
             start = offsets[job]
@@ -446,78 +548,46 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jo
                     continue
                 xa_c = np.float32(xa) + np.float32(0.5)
                 xb_c = np.float32(xb) + np.float32(0.5)
+                c0, c_n = _lanes(xa - px0, xb - px0)
                 col0 = colors[i, g, 0] if D > 0 else np.float32(0.0)
                 col1 = colors[i, g, 1] if D > 1 else np.float32(0.0)
                 col2 = colors[i, g, 2] if D > 2 else np.float32(0.0)
-                lanes[:] = np.float32(0.0)
-                l_c0, l_c1, l_c2 = lanes[6], lanes[7], lanes[8]
+                st[_BR + 6 * TILE:ex_planes] = np.float32(0.0)  # the per-column sums
                 for y in range(ya, yb):
                     ry = y - py0
                     if local >= row_last[ry]:
                         continue
                     dy = my - (np.float32(y) + np.float32(0.5))
-                    T_row = T[ry]
-                    last_row = last[ry]
-                    vT_row = v_T[ry]
-                    b0, b1, b2 = buf[0, ry], buf[1, ry], buf[2, ry]
-                    v0, v1, v2 = v_img[0, ry], v_img[1, ry], v_img[2, ry]
-                    for c in range(TILE):
-                        alpha, vis, ok = _alpha(mx, ca, cb, cc, op, sm, xcen[c], dy, xa_c, xb_c)
-                        ok = ok & (local_f < last_row[c])
-                        alpha = alpha if ok else np.float32(0.0)
-                        ra = np.float32(1.0) / (np.float32(1.0) - alpha)
-                        Tp = T_row[c] * ra  # transmittance in front of this Gaussian (unchanged where not drawn)
-                        T_row[c] = Tp
-                        m = np.float32(1.0) if ok else np.float32(0.0)
-                        wgt = alpha * Tp
-                        tm = m * Tp
-                        ram = m * ra
-                        va = m * vT_row[c] * ra
-                        vc = v0[c]
-                        l_c0[c] += wgt * vc
-                        va += (col0 * tm - b0[c] * ram) * vc
-                        b0[c] += col0 * wgt
-                        vc = v1[c]
-                        l_c1[c] += wgt * vc
-                        va += (col1 * tm - b1[c] * ram) * vc
-                        b1[c] += col1 * wgt
-                        vc = v2[c]
-                        l_c2[c] += wgt * vc
-                        va += (col2 * tm - b2[c] * ram) * vc
-                        b2[c] += col2 * wgt
-                        w_row[c] = wgt
-                        tm_row[c] = tm
-                        ram_row[c] = ram
-                        va_row[c] = va
-                        # alpha depends on sigma and opacity only where it is not clamped
-                        q_row[c] = m * vis if op * vis <= np.float32(ALPHA_MAX) else np.float32(0.0)
-                    for d in range(3, D):
+                    r = (ry & (TILE - 1)) * TILE  # = ry * TILE; the mask tells LLVM it is >= 0 (no wraparound)
+                    if c_n == HALF:
+                        _gradient_lanes(st, r, c0, HALF, local_f, mx, ca, cb, cc, op, sm, dy, xa_c, xb_c, col0, col1,
+                                        col2)
+                    else:
+                        _gradient_lanes(st, r, 0, TILE, local_f, mx, ca, cb, cc, op, sm, dy, xa_c, xb_c, col0, col1,
+                                        col2)
+                    for d in range(3, D):  # further channels (depth)
                         col = colors[i, g, d]
-                        buf_row = buf[d, ry]
-                        vimg_row = v_img[d, ry]
-                        l_col = lanes[6 + d]
-                        for c in range(TILE):
-                            vc = vimg_row[c]
-                            l_col[c] += w_row[c] * vc
-                            va_row[c] += (col * tm_row[c] - buf_row[c] * ram_row[c]) * vc
-                            buf_row[c] += col * w_row[c]
-                    for c in range(TILE):
-                        dx = mx - xcen[c]
-                        v_sigma = -op * q_row[c] * va_row[c]
-                        l_a[c] += np.float32(0.5) * v_sigma * dx * dx
-                        l_b[c] += v_sigma * dx * dy
-                        l_c[c] += np.float32(0.5) * v_sigma * dy * dy
-                        l_x[c] += v_sigma * (ca * dx + cb * dy)
-                        l_y[c] += v_sigma * (cb * dx + cc * dy)
-                        l_o[c] += q_row[c] * va_row[c]
-                g_xy[k, 0] = l_x.sum()
-                g_xy[k, 1] = l_y.sum()
-                g_conic[k, 0] = l_a.sum()
-                g_conic[k, 1] = l_b.sum()
-                g_conic[k, 2] = l_c.sum()
-                g_opacity[k] = l_o.sum()
+                        lane = ex_lanes + (d - 3) * TILE
+                        b_at = ex_planes + (d - 3) * PLANE + r
+                        v_at = ex_planes + (extra + d - 3) * PLANE + r
+                        for c in range(c0, c0 + c_n):
+                            vc = st[v_at + c]
+                            st[lane + c] += st[_BR + TILE + c] * vc
+                            st[_BR + 4 * TILE + c] += (col * st[_BR + 2 * TILE + c] - st[b_at + c]
+                                                       * st[_BR + 3 * TILE + c]) * vc
+                            st[b_at + c] += col * st[_BR + TILE + c]
+                    if c_n == HALF:
+                        _geometry_lanes(st, c0, HALF, mx, ca, cb, cc, op, dy)
+                    else:
+                        _geometry_lanes(st, 0, TILE, mx, ca, cb, cc, op, dy)
+                g_xy[k, 0] = _lane_sum(st, _BR + 6 * TILE, c0, c_n)
+                g_xy[k, 1] = _lane_sum(st, _BR + 7 * TILE, c0, c_n)
+                g_conic[k, 0] = _lane_sum(st, _BR + 8 * TILE, c0, c_n)
+                g_conic[k, 1] = _lane_sum(st, _BR + 9 * TILE, c0, c_n)
+                g_conic[k, 2] = _lane_sum(st, _BR + 10 * TILE, c0, c_n)
+                g_opacity[k] = _lane_sum(st, _BR + 11 * TILE, c0, c_n)
                 for d in range(D):
-                    g_color[k, d] = lanes[6 + d].sum()
+                    g_color[k, d] = _lane_sum(st, _BR + (12 + d) * TILE if d < 3 else ex_lanes + (d - 3) * TILE, c0, c_n)
     return g_xy, g_conic, g_color, g_opacity
 
 
