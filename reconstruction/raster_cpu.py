@@ -490,13 +490,26 @@ def _geometry_lanes(st, c0, n, mx, ca, cb, cc, op, dy):
 
 
 @njit(inline="always")
-def _lane_sum(st, at, c0, n):
-    """Sum of the per-column partial sums ``st[at + c0:at + c0 + n]`` in column order (the other columns of the
-    row hold zeros, which would add nothing)."""
+def _lane_sum(st, at, n):
+    """Sum of the per-column partial sums ``st[at:at + n]`` in column order (``n`` a literal: fully unrolled)."""
     total = np.float32(0.0)
-    for c in range(c0, c0 + n):
+    for c in range(n):
         total += st[at + c]
     return total
+
+
+@njit(inline="always")
+def _store_sums(st, c0, n, k, D, ex_lanes, g_xy, g_conic, g_color, g_opacity):
+    """Write (tile, Gaussian) pair ``k``'s gradients: the per-column partial sums over the pass's columns
+    [c0, c0 + n) (the row's other columns hold zeros, which would add nothing)."""
+    g_xy[k, 0] = _lane_sum(st, _BR + 6 * TILE + c0, n)
+    g_xy[k, 1] = _lane_sum(st, _BR + 7 * TILE + c0, n)
+    g_conic[k, 0] = _lane_sum(st, _BR + 8 * TILE + c0, n)
+    g_conic[k, 1] = _lane_sum(st, _BR + 9 * TILE + c0, n)
+    g_conic[k, 2] = _lane_sum(st, _BR + 10 * TILE + c0, n)
+    g_opacity[k] = _lane_sum(st, _BR + 11 * TILE + c0, n)
+    for d in range(D):
+        g_color[k, d] = _lane_sum(st, (_BR + (12 + d) * TILE if d < 3 else ex_lanes + (d - 3) * TILE) + c0, n)
 
 
 @njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
@@ -598,14 +611,10 @@ def _backward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, jo
                                                        * st[_BR + 3 * TILE + c]) * vc
                             st[b_at + c] += col * st[_BR + TILE + c]
                     _geometry_lanes(st, c0, c_n, mx, ca, cb, cc, op, dy)
-                g_xy[k, 0] = _lane_sum(st, _BR + 6 * TILE, c0, c_n)
-                g_xy[k, 1] = _lane_sum(st, _BR + 7 * TILE, c0, c_n)
-                g_conic[k, 0] = _lane_sum(st, _BR + 8 * TILE, c0, c_n)
-                g_conic[k, 1] = _lane_sum(st, _BR + 9 * TILE, c0, c_n)
-                g_conic[k, 2] = _lane_sum(st, _BR + 10 * TILE, c0, c_n)
-                g_opacity[k] = _lane_sum(st, _BR + 11 * TILE, c0, c_n)
-                for d in range(D):
-                    g_color[k, d] = _lane_sum(st, _BR + (12 + d) * TILE if d < 3 else ex_lanes + (d - 3) * TILE, c0, c_n)
+                if c_n == HALF:
+                    _store_sums(st, c0, HALF, k, D, ex_lanes, g_xy, g_conic, g_color, g_opacity)
+                else:
+                    _store_sums(st, 0, TILE, k, D, ex_lanes, g_xy, g_conic, g_color, g_opacity)
     return g_xy, g_conic, g_color, g_opacity
 
 
