@@ -82,45 +82,36 @@ def _sh_bases(degree, x, y, z, out):
 
 
 @njit(cache=True)
-def _sh_bases_grad(degree, x, y, z, g, k):
-    """d basis_k / d(x, y, z) times g (a scalar), as a 3-tuple (the derivative of ``_sh_bases``)."""
-    if k == 0:
-        return 0.0, 0.0, 0.0
-    if k == 1:
-        return 0.0, SH_C1 * g, 0.0
-    if k == 2:
-        return 0.0, 0.0, -SH_C1 * g
-    if k == 3:
-        return SH_C1 * g, 0.0, 0.0
+def _sh_dir_grad(degree, x, y, z, w):
+    """sum_k w[k] * d basis_k / d(x, y, z) over the bases of ``_sh_bases`` (k >= 1), as a 3-tuple: the gradient
+    of the colours w.r.t. the direction, with w[k] = sum over channels of sh[k, d] * (colour gradient d). One
+    pass for all channels (a per-basis, per-channel call was most of the projection's backward)."""
+    gx = gy = gz = 0.0
+    if degree < 1:
+        return gx, gy, gz
+    gx += SH_C1 * w[3]
+    gy += SH_C1 * w[1]
+    gz -= SH_C1 * w[2]
+    if degree < 2:
+        return gx, gy, gz
     fB = -1.092548430592079
     fA = 0.5462742152960395
-    if k == 4:
-        return fA * 2.0 * y * g, fA * 2.0 * x * g, 0.0
-    if k == 5:
-        return 0.0, fB * z * g, fB * y * g
-    if k == 6:
-        return 0.0, 0.0, 2.0 * 0.9461746957575601 * z * g
-    if k == 7:
-        return fB * z * g, 0.0, fB * x * g
-    if k == 8:
-        return 2.0 * fA * x * g, -2.0 * fA * y * g, 0.0
+    gx += 2.0 * fA * (y * w[4] + x * w[8]) + fB * z * w[7]
+    gy += 2.0 * fA * (x * w[4] - y * w[8]) + fB * z * w[5]
+    gz += fB * (y * w[5] + x * w[7]) + 2.0 * 0.9461746957575601 * z * w[6]
+    if degree < 3:
+        return gx, gy, gz
     fC = -2.285228997322329 * z * z + 0.4570457994644658
     dfC = -2.0 * 2.285228997322329 * z
     fB3 = 1.445305721320277
     fA3 = -0.5900435899266435
-    if k == 9:  # fA3 (3 x² y - y³)
-        return fA3 * 6.0 * x * y * g, fA3 * (3.0 * x * x - 3.0 * y * y) * g, 0.0
-    if k == 10:  # fB3 z 2xy
-        return fB3 * z * 2.0 * y * g, fB3 * z * 2.0 * x * g, fB3 * 2.0 * x * y * g
-    if k == 11:
-        return 0.0, fC * g, dfC * y * g
-    if k == 12:
-        return 0.0, 0.0, (3.0 * 1.865881662950577 * z * z - 1.119528997770346) * g
-    if k == 13:
-        return fC * g, 0.0, dfC * x * g
-    if k == 14:  # fB3 z (x² - y²)
-        return fB3 * z * 2.0 * x * g, -fB3 * z * 2.0 * y * g, fB3 * (x * x - y * y) * g
-    return fA3 * (3.0 * x * x - 3.0 * y * y) * g, -fA3 * 6.0 * x * y * g, 0.0  # k == 15: fA3 (x³ - 3 x y²)
+    sq = 3.0 * (x * x - y * y)  # d(x³ - 3xy²)/dx = d(3x²y - y³)/dy
+    xy6 = 6.0 * x * y
+    gx += fA3 * (xy6 * w[9] + sq * w[15]) + 2.0 * fB3 * z * (y * w[10] + x * w[14]) + fC * w[13]
+    gy += fA3 * (sq * w[9] - xy6 * w[15]) + 2.0 * fB3 * z * (x * w[10] - y * w[14]) + fC * w[11]
+    gz += (fB3 * (2.0 * x * y * w[10] + (x * x - y * y) * w[14]) + dfC * (y * w[11] + x * w[13])
+           + (3.0 * 1.865881662950577 * z * z - 1.119528997770346) * w[12])
+    return gx, gy, gz
 
 
 @njit(cache=True)
@@ -242,6 +233,7 @@ def _project_bwd(means, quats, scales, sh, viewmats, Ks, campos, width, height, 
         G = np.empty((3, 3))
         dmu = np.empty(3)
         bases = np.zeros(16)
+        wk = np.zeros(16)
         A = np.empty((2, 3))
         SA = np.empty((2, 3))
         dR = np.empty((3, 3))
@@ -332,7 +324,7 @@ def _project_bwd(means, quats, scales, sh, viewmats, Ks, campos, width, height, 
                     dn = max(math.sqrt(dx * dx + dy * dy + dz * dz), np.float32(1e-12))
                     ex, ey, ez = dx / dn, dy / dn, dz / dn
                     _sh_bases(sh_degree, ex, ey, ez, bases)
-                    gx = gy = gz = 0.0
+                    wk[:] = 0.0  # per basis: sum over channels of sh * colour gradient
                     for d in range(3):
                         acc = 0.0
                         for k in range(nb):
@@ -342,11 +334,8 @@ def _project_bwd(means, quats, scales, sh, viewmats, Ks, campos, width, height, 
                             continue
                         for k in range(nb):
                             v_sh[n, k, d] += bases[k] * vcol
-                            if k > 0:
-                                bx, by, bz = _sh_bases_grad(sh_degree, ex, ey, ez, sh[n, k, d] * vcol, k)
-                                gx += bx
-                                gy += by
-                                gz += bz
+                            wk[k] += sh[n, k, d] * vcol
+                    gx, gy, gz = _sh_dir_grad(sh_degree, ex, ey, ez, wk)
                     if sh_degree > 0:
                         dot = gx * ex + gy * ey + gz * ez  # through the normalisation of the direction
                         dmu[0] += (gx - ex * dot) / dn
@@ -428,6 +417,10 @@ def project_and_shade(means, quats, scales, opacities, viewmats, Ks, width: int,
     from reconstruction.jit import first_call
 
     with_sh = sh is not None and sh_degree is not None
+    if with_sh and not (0 <= sh_degree <= 3 and sh.dim() == 3 and sh.shape[1] >= (sh_degree + 1) ** 2
+                        and sh.shape[2] == 3):
+        raise ValueError(f"sh_degree {sh_degree} needs SH coefficients [N, >= {(sh_degree + 1) ** 2}, 3] (degree 0-3), "
+                         f"got {tuple(sh.shape)}")
     sh_in = sh if with_sh else means.new_zeros(means.shape[0], 1, 3)
     with first_call("project_cpu", "the CPU projection kernels", __file__, "_project_fwd"):
         radii, means2d, depths, conics, colors = ProjectCPU.apply(

@@ -93,3 +93,14 @@ def test_parallel_equals_serial():
     (out1, g1, _), (out2, g2, _) = runs
     assert all(torch.equal(a, b) for a, b in zip(out1, out2))
     assert all(torch.equal(a, b) for a, b in zip(g1[:3] + g1[4:], g2[:3] + g2[4:]))
+
+
+def test_too_few_sh_coefficients_are_refused():
+    """Degree 3 needs 16 coefficients per channel: fewer would be read (and written) past the end."""
+    n = 4
+    means, quats, scales = torch.zeros(n, 3), torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.full((n, 3), 0.1)
+    viewmats = torch.eye(4)[None].clone()
+    viewmats[0, 2, 3] = 3.0
+    Ks = torch.tensor([[[50.0, 0, 32], [0, 50.0, 32], [0, 0, 1]]])
+    with pytest.raises(ValueError, match="sh_degree 3 needs SH coefficients"):
+        project_and_shade(means, quats, scales, torch.full((n,), 0.5), viewmats, Ks, 64, 64, torch.zeros(n, 4, 3), 3)
