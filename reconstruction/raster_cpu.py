@@ -27,7 +27,7 @@ lookup (a per-lane scalar load); the first three channels are blended inside the
 (the depth of "RGB+D") in their own passes; and no pass carries a reduction: the forward counts finished pixels
 every ``LIVE_EVERY`` Gaussians (the counts only skip finished rows and tiles), the backward no longer skips rows
 where a Gaussian draws nothing (their terms are exact zeros). On lego views (a 1,900-step fit's 22,661
-Gaussians, 1 thread) forward + backward per view went from 85 to ~28 ms (``docs/bench/s19_raster``).
+Gaussians, 1 thread, on an AVX2 machine) forward + backward per view went from 91 to 25 ms (README, issue 20).
 ``sigma > log(255 opacity)`` rejects a pixel before the exact alpha test. The backward pass walks each tile list back to front, from the last Gaussian the forward drew in the tile
 (``n_used``), recovering the transmittance by division as in 3DGS, and writes each (tile, Gaussian) pair's
 gradient into its own slot; a serial pass then sums the slots per Gaussian, so no two threads ever write the
