@@ -422,6 +422,20 @@ def _forward(means2d, conics, colors, opacities, radii, s_max, offsets, ids, job
 
 
 @njit(inline="always", error_model="numpy")
+def _geometry_at(st, c, mx, ca, cb, cc, op, dy, q, va):
+    """Add column ``c``'s terms of the centre, conic and opacity gradients to their per-column sums, from
+    exp(-sigma) where alpha is not clamped (``q``) and the gradient w.r.t. alpha (``va``)."""
+    dx = mx - st[_BR + c]
+    v_sigma = -op * q * va
+    st[_BR + 6 * TILE + c] += v_sigma * (ca * dx + cb * dy)
+    st[_BR + 7 * TILE + c] += v_sigma * (cb * dx + cc * dy)
+    st[_BR + 8 * TILE + c] += np.float32(0.5) * v_sigma * dx * dx
+    st[_BR + 9 * TILE + c] += v_sigma * dx * dy
+    st[_BR + 10 * TILE + c] += np.float32(0.5) * v_sigma * dy * dy
+    st[_BR + 11 * TILE + c] += q * va
+
+
+@njit(inline="always", error_model="numpy")
 def _gradient_lanes(st, r, c0, n, local_f, mx, ca, cb, cc, op, sm, dy, xa_c, xb_c, col0, col1, col2, geometry):
     """The backward's first pass over columns [c0, c0 + n) of tile row offset ``r`` for one Gaussian: alpha,
     the transmittance in front of it, the first three channels' gradients and colour-behind buffers, the
@@ -461,14 +475,7 @@ def _gradient_lanes(st, r, c0, n, local_f, mx, ca, cb, cc, op, sm, dy, xa_c, xb_
         q = m * vis if op * vis <= np.float32(ALPHA_MAX) else np.float32(0.0)
         st[_BR + 5 * TILE + c] = q
         if geometry:  # no channels beyond three: the geometry gradients in the same pass
-            dx = mx - st[_BR + c]
-            v_sigma = -op * q * va
-            st[_BR + 8 * TILE + c] += np.float32(0.5) * v_sigma * dx * dx
-            st[_BR + 9 * TILE + c] += v_sigma * dx * dy
-            st[_BR + 10 * TILE + c] += np.float32(0.5) * v_sigma * dy * dy
-            st[_BR + 6 * TILE + c] += v_sigma * (ca * dx + cb * dy)
-            st[_BR + 7 * TILE + c] += v_sigma * (cb * dx + cc * dy)
-            st[_BR + 11 * TILE + c] += q * va
+            _geometry_at(st, c, mx, ca, cb, cc, op, dy, q, va)
 
 
 @njit(inline="always", error_model="numpy")
@@ -477,16 +484,7 @@ def _geometry_lanes(st, c0, n, mx, ca, cb, cc, op, dy):
     terms complete the gradient w.r.t. alpha first): the gradients of the centre, the conic and the opacity,
     summed per tile column."""
     for c in range(c0, c0 + n):
-        dx = mx - st[_BR + c]
-        q = st[_BR + 5 * TILE + c]
-        va = st[_BR + 4 * TILE + c]
-        v_sigma = -op * q * va
-        st[_BR + 8 * TILE + c] += np.float32(0.5) * v_sigma * dx * dx
-        st[_BR + 9 * TILE + c] += v_sigma * dx * dy
-        st[_BR + 10 * TILE + c] += np.float32(0.5) * v_sigma * dy * dy
-        st[_BR + 6 * TILE + c] += v_sigma * (ca * dx + cb * dy)
-        st[_BR + 7 * TILE + c] += v_sigma * (cb * dx + cc * dy)
-        st[_BR + 11 * TILE + c] += q * va
+        _geometry_at(st, c, mx, ca, cb, cc, op, dy, st[_BR + 5 * TILE + c], st[_BR + 4 * TILE + c])
 
 
 @njit(inline="always")
