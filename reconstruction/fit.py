@@ -331,7 +331,7 @@ class _Optimisation:
     densifying and pruning ``params`` in place; plus carving by the views' silhouettes and the Gaussian cap."""
 
     def __init__(self, params, cfg: FitConfig, scene_scale: float):
-        from gsplat.strategy import DefaultStrategy
+        from reconstruction.densify import Densification
 
         self.params = params
         lrs = {"means": cfg.lr_means * scene_scale, "quats": cfg.lr_quats, "scales": cfg.lr_scales,
@@ -341,7 +341,7 @@ class _Optimisation:
         self.refine_stop = int(cfg.steps * cfg.refine_stop_ratio)
         self.carve_dilate_px = cfg.carve_dilate_px
         self._carve_masks = None
-        self.strategy = DefaultStrategy(prune_opa=cfg.prune_opacity, grow_grad2d=cfg.grow_grad2d,
+        self.strategy = Densification(prune_opa=cfg.prune_opacity, grow_grad2d=cfg.grow_grad2d,
                                         refine_start_iter=cfg.refine_start, refine_stop_iter=self.refine_stop,
                                         refine_every=cfg.refine_every, reset_every=cfg.steps + 1)
         self.strategy.check_sanity(params, self.optimizers)

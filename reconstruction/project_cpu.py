@@ -214,10 +214,13 @@ def _project_fwd(means, quats, scales, opacities, sh, viewmats, Ks, campos, widt
     return radii, means2d, depths, conics, colors
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _project_bwd(means, quats, scales, sh, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
                  v_means2d, v_depths, v_conics, v_colors):
-    """Gradients of ``_project_fwd``'s outputs -> v_means [N,3], v_quats [N,4], v_scales [N,3], v_sh [N,K,3]."""
+    """Gradients of ``_project_fwd``'s outputs -> v_means [N,3], v_quats [N,4], v_scales [N,3], v_sh [N,K,3].
+
+    float32 scalars throughout (the symmetric matrices as their 6 entries, reciprocals of the depth instead of
+    repeated divisions, the cameras' constants computed once per call; scratch arrays only for the SH bases)."""
     N = means.shape[0]
     C = viewmats.shape[0]
     K = sh.shape[1]
@@ -226,140 +229,150 @@ def _project_bwd(means, quats, scales, sh, viewmats, Ks, campos, width, height, 
     v_scales = np.zeros((N, 3), np.float32)
     v_sh = np.zeros((N, K, 3), np.float32)
     nb = (sh_degree + 1) ** 2
+    zero, one, two = np.float32(0.0), np.float32(1.0), np.float32(2.0)
+    cam = np.empty((C, 7), np.float32)  # per camera: fx, fy, skew and the fov limits, computed once
+    for c in range(C):
+        fx, fy, _, _, skew, lxp, lxn, lyp, lyn = _camera(Ks, c, width, height)
+        cam[c, 0], cam[c, 1], cam[c, 2], cam[c, 3], cam[c, 4], cam[c, 5], cam[c, 6] = fx, fy, skew, lxp, lxn, lyp, lyn
     n_chunks = (N + CHUNK - 1) // CHUNK
     for chunk in prange(n_chunks):  # scratch buffers once per chunk of Gaussians, not per Gaussian
-        M = np.empty((3, 3))
-        Sg = np.empty((3, 3))
-        G = np.empty((3, 3))
-        dmu = np.empty(3)
-        bases = np.zeros(16)
-        wk = np.zeros(16)
-        A = np.empty((2, 3))
-        SA = np.empty((2, 3))
-        dR = np.empty((3, 3))
-        ds3 = np.empty(3)
+        bases = np.zeros(16, np.float32)
+        wk = np.zeros(16, np.float32)
         for n in range(chunk * CHUNK, min(N, (chunk + 1) * CHUNK)):
-            qn, qnorm, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
-            s = (scales[n, 0], scales[n, 1], scales[n, 2])
-            for i in range(3):
-                for j in range(3):
-                    M[i, j] = R[3 * i + j] * s[j]
-            for i in range(3):
-                for j in range(3):
-                    Sg[i, j] = M[i, 0] * M[j, 0] + M[i, 1] * M[j, 1] + M[i, 2] * M[j, 2]
-            mu = (means[n, 0], means[n, 1], means[n, 2])
-            G[:] = 0.0  # dL/dSigma + its transpose, summed over cameras
-            dmu[:] = 0.0
+            (w, x, y, z), qnorm, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
+            s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
+            m00, m01, m02 = R[0] * s0, R[1] * s1, R[2] * s2  # M = R diag(s), Sigma = M M^T
+            m10, m11, m12 = R[3] * s0, R[4] * s1, R[5] * s2
+            m20, m21, m22 = R[6] * s0, R[7] * s1, R[8] * s2
+            S00 = m00 * m00 + m01 * m01 + m02 * m02
+            S01 = m00 * m10 + m01 * m11 + m02 * m12
+            S02 = m00 * m20 + m01 * m21 + m02 * m22
+            S11 = m10 * m10 + m11 * m11 + m12 * m12
+            S12 = m10 * m20 + m11 * m21 + m12 * m22
+            S22 = m20 * m20 + m21 * m21 + m22 * m22
+            mu0, mu1, mu2 = means[n, 0], means[n, 1], means[n, 2]
+            G00 = G01 = G02 = G11 = G12 = G22 = zero  # dL/dSigma + its transpose, summed over cameras
+            dmu0 = dmu1 = dmu2 = zero
             for c in range(C):
                 V = viewmats[c]
                 vx, vy = v_means2d[c, n, 0], v_means2d[c, n, 1]
                 va, vb, vc = v_conics[c, n, 0], v_conics[c, n, 1], v_conics[c, n, 2]
                 vd = v_depths[c, n]
                 if vx != 0 or vy != 0 or va != 0 or vb != 0 or vc != 0 or vd != 0:
-                    fx, fy, cx, cy, skew, lxp, lxn, lyp, lyn = _camera(Ks, c, width, height)
-                    tx = V[0, 0] * mu[0] + V[0, 1] * mu[1] + V[0, 2] * mu[2] + V[0, 3]
-                    ty = V[1, 0] * mu[0] + V[1, 1] * mu[1] + V[1, 2] * mu[2] + V[1, 3]
-                    tz = V[2, 0] * mu[0] + V[2, 1] * mu[1] + V[2, 2] * mu[2] + V[2, 3]
+                    fx, fy, skew, lxp, lxn, lyp, lyn = cam[c, 0], cam[c, 1], cam[c, 2], cam[c, 3], cam[c, 4], cam[c, 5], cam[c, 6]
+                    tx = V[0, 0] * mu0 + V[0, 1] * mu1 + V[0, 2] * mu2 + V[0, 3]
+                    ty = V[1, 0] * mu0 + V[1, 1] * mu1 + V[1, 2] * mu2 + V[1, 3]
+                    tz = V[2, 0] * mu0 + V[2, 1] * mu1 + V[2, 2] * mu2 + V[2, 3]
                     in_depth = tz > near and tz < far
                     if not in_depth:
-                        tz = np.float32(1.0)
-                    ux, uy = tx / tz, ty / tz
+                        tz = one
+                    rz = one / tz
+                    rz2 = rz * rz
+                    ux, uy = tx * rz, ty * rz
                     x_free = -lxn <= ux <= lxp
                     y_free = -lyn <= uy <= lyp
                     txc = tz * min(max(ux, -lxn), lxp)
                     tyc = tz * min(max(uy, -lyn), lyp)
-                    j00, j02 = fx / tz, -fx * txc / (tz * tz)
-                    j11, j12 = fy / tz, -fy * tyc / (tz * tz)
-                    for k in range(3):
-                        A[0, k] = j00 * V[0, k] + j02 * V[2, k]
-                        A[1, k] = j11 * V[1, k] + j12 * V[2, k]
-                    for a in range(2):
-                        for i in range(3):
-                            SA[a, i] = Sg[i, 0] * A[a, 0] + Sg[i, 1] * A[a, 1] + Sg[i, 2] * A[a, 2]
-                    c00 = A[0, 0] * SA[0, 0] + A[0, 1] * SA[0, 1] + A[0, 2] * SA[0, 2] + eps2d
-                    c01 = A[0, 0] * SA[1, 0] + A[0, 1] * SA[1, 1] + A[0, 2] * SA[1, 2]
-                    c11 = A[1, 0] * SA[1, 0] + A[1, 1] * SA[1, 1] + A[1, 2] * SA[1, 2] + eps2d
+                    j00, j02 = fx * rz, -fx * txc * rz2
+                    j11, j12 = fy * rz, -fy * tyc * rz2
+                    a0, a1, a2 = j00 * V[0, 0] + j02 * V[2, 0], j00 * V[0, 1] + j02 * V[2, 1], j00 * V[0, 2] + j02 * V[2, 2]
+                    b0, b1, b2 = j11 * V[1, 0] + j12 * V[2, 0], j11 * V[1, 1] + j12 * V[2, 1], j11 * V[1, 2] + j12 * V[2, 2]
+                    ua0 = S00 * a0 + S01 * a1 + S02 * a2  # Sigma A^T, row a then row b of A
+                    ua1 = S01 * a0 + S11 * a1 + S12 * a2
+                    ua2 = S02 * a0 + S12 * a1 + S22 * a2
+                    ub0 = S00 * b0 + S01 * b1 + S02 * b2
+                    ub1 = S01 * b0 + S11 * b1 + S12 * b2
+                    ub2 = S02 * b0 + S12 * b1 + S22 * b2
+                    c00 = a0 * ua0 + a1 * ua1 + a2 * ua2 + eps2d
+                    c01 = a0 * ub0 + a1 * ub1 + a2 * ub2
+                    c11 = b0 * ub0 + b1 * ub1 + b2 * ub2 + eps2d
                     det = c00 * c11 - c01 * c01
-                    ds = max(det, 1e-10)
-                    inv = 1.0 / ds
-                    d_ds = -(va * c11 - vb * c01 + vc * c00) * inv * inv if det >= 1e-10 else 0.0
-                    v00 = vc * inv + d_ds * c11
+                    inv = one / max(det, np.float32(1e-10))
+                    d_ds = -(va * c11 - vb * c01 + vc * c00) * inv * inv if det >= np.float32(1e-10) else zero
+                    v00 = vc * inv + d_ds * c11  # dL/d(2D covariance)
                     v11 = va * inv + d_ds * c00
-                    v01 = -vb * inv - 2.0 * d_ds * c01
-                    # 2D covariance -> Sigma and the Jacobian rows
-                    for i in range(3):
-                        for j in range(3):
-                            G[i, j] += (2.0 * v00 * A[0, i] * A[0, j] + v01 * (A[0, i] * A[1, j] + A[1, i] * A[0, j])
-                                        + 2.0 * v11 * A[1, i] * A[1, j])
-                    dj00 = dj02 = dj11 = dj12 = 0.0
-                    for k in range(3):
-                        dA0 = 2.0 * v00 * SA[0, k] + v01 * SA[1, k]
-                        dA1 = 2.0 * v11 * SA[1, k] + v01 * SA[0, k]
-                        dj00 += dA0 * V[0, k]
-                        dj02 += dA0 * V[2, k]
-                        dj11 += dA1 * V[1, k]
-                        dj12 += dA1 * V[2, k]
-                    dtx = vx * fx / tz
-                    dty = (vx * skew + vy * fy) / tz
-                    dtz = -(vx * (fx * tx + skew * ty) + vy * fy * ty) / (tz * tz)
-                    dtz += -fx / (tz * tz) * dj00 + 2.0 * fx * txc / (tz * tz * tz) * dj02
-                    dtz += -fy / (tz * tz) * dj11 + 2.0 * fy * tyc / (tz * tz * tz) * dj12
-                    dtxc = -fx / (tz * tz) * dj02
-                    dtyc = -fy / (tz * tz) * dj12
+                    v01 = -vb * inv - two * d_ds * c01
+                    # 2D covariance -> Sigma: G += 2 v00 a a^T + v01 (a b^T + b a^T) + 2 v11 b b^T
+                    p00, p11 = two * v00, two * v11
+                    G00 += p00 * a0 * a0 + two * v01 * a0 * b0 + p11 * b0 * b0
+                    G11 += p00 * a1 * a1 + two * v01 * a1 * b1 + p11 * b1 * b1
+                    G22 += p00 * a2 * a2 + two * v01 * a2 * b2 + p11 * b2 * b2
+                    G01 += p00 * a0 * a1 + v01 * (a0 * b1 + b0 * a1) + p11 * b0 * b1
+                    G02 += p00 * a0 * a2 + v01 * (a0 * b2 + b0 * a2) + p11 * b0 * b2
+                    G12 += p00 * a1 * a2 + v01 * (a1 * b2 + b1 * a2) + p11 * b1 * b2
+                    # -> the Jacobian rows (dA = 2 v A Sigma) -> its four entries
+                    da0, da1, da2 = p00 * ua0 + v01 * ub0, p00 * ua1 + v01 * ub1, p00 * ua2 + v01 * ub2
+                    db0, db1, db2 = p11 * ub0 + v01 * ua0, p11 * ub1 + v01 * ua1, p11 * ub2 + v01 * ua2
+                    dj00 = da0 * V[0, 0] + da1 * V[0, 1] + da2 * V[0, 2]
+                    dj02 = da0 * V[2, 0] + da1 * V[2, 1] + da2 * V[2, 2]
+                    dj11 = db0 * V[1, 0] + db1 * V[1, 1] + db2 * V[1, 2]
+                    dj12 = db0 * V[2, 0] + db1 * V[2, 1] + db2 * V[2, 2]
+                    dtx = vx * fx * rz
+                    dty = (vx * skew + vy * fy) * rz
+                    dtz = -(vx * (fx * tx + skew * ty) + vy * fy * ty) * rz2
+                    dtz += (-fx * dj00 + two * fx * txc * rz * dj02 - fy * dj11 + two * fy * tyc * rz * dj12) * rz2
+                    dtxc = -fx * rz2 * dj02
+                    dtyc = -fy * rz2 * dj12
                     if x_free:
                         dtx += dtxc
                     else:
-                        dtz += dtxc * (txc / tz)
+                        dtz += dtxc * txc * rz
                     if y_free:
                         dty += dtyc
                     else:
-                        dtz += dtyc * (tyc / tz)
+                        dtz += dtyc * tyc * rz
                     if not in_depth:
-                        dtz = 0.0
+                        dtz = zero
                     dtz += vd
-                    for k in range(3):
-                        dmu[k] += V[0, k] * dtx + V[1, k] * dty + V[2, k] * dtz
+                    dmu0 += V[0, 0] * dtx + V[1, 0] * dty + V[2, 0] * dtz
+                    dmu1 += V[0, 1] * dtx + V[1, 1] * dty + V[2, 1] * dtz
+                    dmu2 += V[0, 2] * dtx + V[1, 2] * dty + V[2, 2] * dtz
                 if sh_degree >= 0:
-                    dx, dy, dz = mu[0] - campos[c, 0], mu[1] - campos[c, 1], mu[2] - campos[c, 2]
+                    dx, dy, dz = mu0 - campos[c, 0], mu1 - campos[c, 1], mu2 - campos[c, 2]
                     dn = max(math.sqrt(dx * dx + dy * dy + dz * dz), np.float32(1e-12))
                     ex, ey, ez = dx / dn, dy / dn, dz / dn
                     _sh_bases(sh_degree, ex, ey, ez, bases)
-                    wk[:] = 0.0  # per basis: sum over channels of sh * colour gradient
+                    wk[:] = zero  # per basis: sum over channels of sh * colour gradient
                     for d in range(3):
-                        acc = 0.0
+                        acc = zero
                         for k in range(nb):
                             acc += bases[k] * sh[n, k, d]
                         vcol = v_colors[c, n, d]
-                        if acc + 0.5 < 0 or vcol == 0:  # clamp_min(., 0) passes the gradient where the input >= 0
+                        if acc + np.float32(0.5) < 0 or vcol == 0:  # clamp_min(., 0) passes the gradient where >= 0
                             continue
                         for k in range(nb):
                             v_sh[n, k, d] += bases[k] * vcol
                             wk[k] += sh[n, k, d] * vcol
-                    gx, gy, gz = _sh_dir_grad(sh_degree, ex, ey, ez, wk)
                     if sh_degree > 0:
+                        hx, hy, hz = _sh_dir_grad(sh_degree, ex, ey, ez, wk)
+                        gx, gy, gz = np.float32(hx), np.float32(hy), np.float32(hz)
                         dot = gx * ex + gy * ey + gz * ez  # through the normalisation of the direction
-                        dmu[0] += (gx - ex * dot) / dn
-                        dmu[1] += (gy - ey * dot) / dn
-                        dmu[2] += (gz - ez * dot) / dn
-            for k in range(3):
-                v_means[n, k] = dmu[k]
-            # Sigma = M M^T with G = dL/dSigma + its transpose: dM = G M; M = R diag(s)
-            ds3[:] = 0.0
-            for i in range(3):
-                for j in range(3):
-                    dM = G[i, 0] * M[0, j] + G[i, 1] * M[1, j] + G[i, 2] * M[2, j]
-                    dR[i, j] = dM * s[j]
-                    ds3[j] += dM * R[3 * i + j]
-            for j in range(3):
-                v_scales[n, j] = ds3[j]
-            w, x, y, z = qn
-            gw = 2.0 * (-z * dR[0, 1] + y * dR[0, 2] + z * dR[1, 0] - x * dR[1, 2] - y * dR[2, 0] + x * dR[2, 1])
-            gx = 2.0 * (y * dR[0, 1] + z * dR[0, 2] + y * dR[1, 0] - 2.0 * x * dR[1, 1] - w * dR[1, 2] + z * dR[2, 0]
-                        + w * dR[2, 1] - 2.0 * x * dR[2, 2])
-            gy = 2.0 * (-2.0 * y * dR[0, 0] + x * dR[0, 1] + w * dR[0, 2] + x * dR[1, 0] + z * dR[1, 2] - w * dR[2, 0]
-                        + z * dR[2, 1] - 2.0 * y * dR[2, 2])
-            gz = 2.0 * (-2.0 * z * dR[0, 0] - w * dR[0, 1] + x * dR[0, 2] + w * dR[1, 0] - 2.0 * z * dR[1, 1]
-                        + y * dR[1, 2] + x * dR[2, 0] + y * dR[2, 1])
+                        dmu0 += (gx - ex * dot) / dn
+                        dmu1 += (gy - ey * dot) / dn
+                        dmu2 += (gz - ez * dot) / dn
+            v_means[n, 0] = dmu0
+            v_means[n, 1] = dmu1
+            v_means[n, 2] = dmu2
+            # Sigma = M M^T with G = dL/dSigma + its transpose: dM = G M, M = R diag(s) -> dR = dM diag(s), ds
+            e00 = G00 * m00 + G01 * m10 + G02 * m20
+            e01 = G00 * m01 + G01 * m11 + G02 * m21
+            e02 = G00 * m02 + G01 * m12 + G02 * m22
+            e10 = G01 * m00 + G11 * m10 + G12 * m20
+            e11 = G01 * m01 + G11 * m11 + G12 * m21
+            e12 = G01 * m02 + G11 * m12 + G12 * m22
+            e20 = G02 * m00 + G12 * m10 + G22 * m20
+            e21 = G02 * m01 + G12 * m11 + G22 * m21
+            e22 = G02 * m02 + G12 * m12 + G22 * m22
+            v_scales[n, 0] = e00 * R[0] + e10 * R[3] + e20 * R[6]
+            v_scales[n, 1] = e01 * R[1] + e11 * R[4] + e21 * R[7]
+            v_scales[n, 2] = e02 * R[2] + e12 * R[5] + e22 * R[8]
+            r00, r01, r02 = e00 * s0, e01 * s1, e02 * s2
+            r10, r11, r12 = e10 * s0, e11 * s1, e12 * s2
+            r20, r21, r22 = e20 * s0, e21 * s1, e22 * s2
+            gw = two * (-z * r01 + y * r02 + z * r10 - x * r12 - y * r20 + x * r21)
+            gx = two * (y * r01 + z * r02 + y * r10 - two * x * r11 - w * r12 + z * r20 + w * r21 - two * x * r22)
+            gy = two * (-two * y * r00 + x * r01 + w * r02 + x * r10 + z * r12 - w * r20 + z * r21 - two * y * r22)
+            gz = two * (-two * z * r00 - w * r01 + x * r02 + w * r10 - two * z * r11 + y * r12 + x * r20 + y * r21)
             dot = gw * w + gx * x + gy * y + gz * z
             v_quats[n, 0] = (gw - w * dot) / qnorm
             v_quats[n, 1] = (gx - x * dot) / qnorm

@@ -105,3 +105,49 @@ def test_other_tile_sizes_are_refused():
     means2d, conics, colors, opac, radii, depths = _scene()
     with pytest.raises(ValueError, match="16-pixel tiles"):
         raster_cpu.rasterize_to_pixels(means2d, conics, colors, opac, radii, depths, W, H, tile_size=8)
+
+
+def _tile_lists_reference(means2d, radii, depths, tiles_x, tiles_y):
+    """Per image and tile, the Gaussians whose box touches the tile, front to back (equal depths in index order)."""
+    lists = []
+    for i in range(depths.shape[0]):
+        order = sorted((g for g in range(depths.shape[1]) if (radii[i, g] > 0).all()), key=lambda g: depths[i, g])
+        for ty in range(tiles_y):
+            for tx in range(tiles_x):
+                x0, y0 = means2d[i, :, 0] - radii[i, :, 0], means2d[i, :, 1] - radii[i, :, 1]
+                x1, y1 = means2d[i, :, 0] + radii[i, :, 0], means2d[i, :, 1] + radii[i, :, 1]
+                lists.append([g for g in order if x1[g] > 16 * tx and x0[g] < 16 * (tx + 1)
+                              and y1[g] > 16 * ty and y0[g] < 16 * (ty + 1)])
+    return lists
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_tile_lists_equal_reference(n_threads):
+    """The binning (counted per chunk of Gaussians, filled per band of tile rows: ``n_threads`` of them) gives
+    each tile the Gaussians its box touches in depth order, on two images with culled Gaussians, equal depths and
+    boxes past the image edges."""
+    rng = np.random.default_rng(7)
+    I, N, tiles_x, tiles_y = 2, 3000, 5, 4
+    means2d = rng.uniform(-20, 100, (I, N, 2)).astype(np.float32)
+    radii = rng.integers(0, 30, (I, N, 2)).astype(np.int32)  # 0: culled
+    depths = rng.integers(1, 40, (I, N)).astype(np.float32)  # many ties
+    depths[0, :5] = -1.0  # negative depths sort first
+    offsets, ids = raster_cpu._bin_gaussians(means2d, radii, depths, 16, tiles_x, tiles_y, n_threads)
+    got = [ids[offsets[t]:offsets[t + 1]].tolist() for t in range(I * tiles_x * tiles_y)]
+    assert got == _tile_lists_reference(means2d, radii, depths, tiles_x, tiles_y)
+    assert sum(map(len, got)) > N  # boxes span several tiles
+
+
+def test_gradient_sums_equal_numpy():
+    """Per-Gaussian sums of the per-(tile, Gaussian) gradient slots equal numpy's ``add.at``."""
+    rng = np.random.default_rng(8)
+    N, n_tiles, K = 500, 12, 4000
+    ids = rng.integers(0, N, K).astype(np.int32)
+    offsets = np.concatenate([[0], np.sort(rng.integers(0, K, n_tiles - 1)), [K]]).astype(np.int64)
+    grads = (rng.random((K, 2), np.float32), rng.random((K, 3), np.float32), rng.random((K, 4), np.float32),
+             rng.random(K, np.float32))
+    sums = raster_cpu._reduce(offsets, ids, n_tiles, N, *grads)
+    for got, g in zip(sums, grads):
+        want = np.zeros((N,) + g.shape[1:], np.float64)
+        np.add.at(want, ids, g)
+        assert got.shape == (1,) + want.shape and np.allclose(got[0], want, rtol=1e-5)
