@@ -318,7 +318,7 @@ def _view_batches(num_views: int, batch: int, gen: torch.Generator):
 
 def _render(params, cams: Cameras, sh_degree: int, bg: Tensor, backend: str) -> tuple[Tensor, Tensor, dict]:
     """rgb [B,3,H,W] and alpha [B,1,H,W] of the current Gaussians in ``cams``, and the rasterizer's ``info``."""
-    colors = torch.cat([params["sh0"], params["shN"]], dim=1)
+    colors = (params["sh0"], params["shN"])  # the cpu backend reads both where they are (no concatenation)
     rgb, alpha, info = rasterization(
         params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
         colors, cams.viewmats, cams.K, cams.width, cams.height, sh_degree=sh_degree,

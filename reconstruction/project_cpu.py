@@ -128,10 +128,16 @@ def _camera(Ks, c, width, height):
     return fx, fy, cx, cy, skew, lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg
 
 
+@njit(inline="always")
+def _coef(sh0, shN, n, k, d):
+    """SH coefficient k of channel d of Gaussian n, from gsplat's split: sh0 [N,1,3] (k = 0), shN [N,K-1,3]."""
+    return sh0[n, 0, d] if k == 0 else shN[n, k - 1, d]
+
+
 @njit(cache=True, parallel=True)
-def _project_fwd(means, quats, scales, opacities, sh, viewmats, Ks, campos, width, height, eps2d, near, far,
+def _project_fwd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
                  radius_clip, sh_degree):
-    """Args: means [N,3], quats [N,4], scales [N,3], opacities [N], sh [N,K,3] (f32); viewmats [C,4,4], Ks [C,3,3],
+    """Args: means [N,3], quats [N,4], scales [N,3], opacities [N], sh0 [N,1,3], shN [N,K-1,3] (f32); viewmats [C,4,4], Ks [C,3,3],
     campos [C,3]; sh_degree -1: no colours. Returns radii [C,N,2] i32, means2d [C,N,2], depths [C,N],
     conics [C,N,3], colors [C,N,3] (or [C,0,3] without SH)."""
     N = means.shape[0]
@@ -209,25 +215,26 @@ def _project_fwd(means, quats, scales, opacities, sh, viewmats, Ks, campos, widt
                     for d in range(3):
                         acc = np.float32(0.0)
                         for k in range(nb):
-                            acc += bases[k] * sh[n, k, d]
+                            acc += bases[k] * _coef(sh0, shN, n, k, d)
                         colors[c, n, d] = max(acc + np.float32(0.5), np.float32(0.0))
     return radii, means2d, depths, conics, colors
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _project_bwd(means, quats, scales, sh, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
+def _project_bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
                  v_means2d, v_depths, v_conics, v_colors):
-    """Gradients of ``_project_fwd``'s outputs -> v_means [N,3], v_quats [N,4], v_scales [N,3], v_sh [N,K,3].
+    """Gradients of ``_project_fwd``'s outputs -> v_means [N,3], v_quats [N,4], v_scales [N,3], v_sh0 [N,1,3],
+    v_shN [N,K-1,3].
 
     float32 scalars throughout (the symmetric matrices as their 6 entries, reciprocals of the depth instead of
     repeated divisions, the cameras' constants computed once per call; scratch arrays only for the SH bases)."""
     N = means.shape[0]
     C = viewmats.shape[0]
-    K = sh.shape[1]
     v_means = np.zeros((N, 3), np.float32)
     v_quats = np.zeros((N, 4), np.float32)
     v_scales = np.zeros((N, 3), np.float32)
-    v_sh = np.zeros((N, K, 3), np.float32)
+    v_sh0 = np.zeros(sh0.shape, np.float32)
+    v_shN = np.zeros(shN.shape, np.float32)
     nb = (sh_degree + 1) ** 2
     zero, one, two = np.float32(0.0), np.float32(1.0), np.float32(2.0)
     cam = np.empty((C, 7), np.float32)  # per camera: fx, fy, skew and the fov limits, computed once
@@ -336,13 +343,15 @@ def _project_bwd(means, quats, scales, sh, viewmats, Ks, campos, width, height, 
                     for d in range(3):
                         acc = zero
                         for k in range(nb):
-                            acc += bases[k] * sh[n, k, d]
+                            acc += bases[k] * _coef(sh0, shN, n, k, d)
                         vcol = v_colors[c, n, d]
                         if acc + np.float32(0.5) < 0 or vcol == 0:  # clamp_min(., 0) passes the gradient where >= 0
                             continue
-                        for k in range(nb):
-                            v_sh[n, k, d] += bases[k] * vcol
-                            wk[k] += sh[n, k, d] * vcol
+                        v_sh0[n, 0, d] += bases[0] * vcol
+                        wk[0] += sh0[n, 0, d] * vcol
+                        for k in range(1, nb):
+                            v_shN[n, k - 1, d] += bases[k] * vcol
+                            wk[k] += shN[n, k - 1, d] * vcol
                     if sh_degree > 0:
                         hx, hy, hz = _sh_dir_grad(sh_degree, ex, ey, ez, wk)
                         gx, gy, gz = np.float32(hx), np.float32(hy), np.float32(hz)
@@ -378,7 +387,7 @@ def _project_bwd(means, quats, scales, sh, viewmats, Ks, campos, width, height, 
             v_quats[n, 1] = (gx - x * dot) / qnorm
             v_quats[n, 2] = (gy - y * dot) / qnorm
             v_quats[n, 3] = (gz - z * dot) / qnorm
-    return v_means, v_quats, v_scales, v_sh
+    return v_means, v_quats, v_scales, v_sh0, v_shN
 
 
 def _np(x: torch.Tensor, dtype=np.float32) -> np.ndarray:
@@ -386,19 +395,19 @@ def _np(x: torch.Tensor, dtype=np.float32) -> np.ndarray:
 
 
 class ProjectCPU(torch.autograd.Function):
-    """(means [N,3], quats [N,4], scales [N,3], sh [N,K,3]) -> (radii, means2d, depths, conics, colors); see
-    ``project_and_shade``. ``opacities`` and the cameras are not differentiated."""
+    """(means [N,3], quats [N,4], scales [N,3], sh0 [N,1,3], shN [N,K-1,3]) -> (radii, means2d, depths, conics,
+    colors); see ``project_and_shade``. ``opacities`` and the cameras are not differentiated."""
 
     @staticmethod
-    def forward(ctx, means, quats, scales, sh, opacities, viewmats, Ks, width, height, sh_degree, eps2d, near,
+    def forward(ctx, means, quats, scales, sh0, shN, opacities, viewmats, Ks, width, height, sh_degree, eps2d, near,
                 far, radius_clip):
         campos = torch.linalg.inv(viewmats.detach())[:, :3, 3]
         arrays = (_np(means), _np(quats), _np(scales))
         cams = (_np(viewmats), _np(Ks), _np(campos))
-        sh_np = _np(sh)
+        sh_np = (_np(sh0), _np(shN))
         opac = _np(opacities)
         with stage("projection + SH (forward)"):
-            out = _project_fwd(*arrays, opac, sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
+            out = _project_fwd(*arrays, opac, *sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
                                np.float32(far), np.float32(radius_clip), sh_degree)
         ctx.state = (arrays, sh_np, cams, width, height, eps2d, near, far, sh_degree)
         ctx.device = means.device
@@ -414,29 +423,37 @@ class ProjectCPU(torch.autograd.Function):
         v_col = _np(v_colors) if sh_degree >= 0 else np.zeros((C, 0, 3), np.float32)
         v_in = (_np(v_means2d), _np(v_depths), _np(v_conics), v_col)
         with stage("projection + SH (backward)"):
-            grads = _project_bwd(*arrays, sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
+            grads = _project_bwd(*arrays, *sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
                                  np.float32(far), sh_degree, *v_in)
-        v_means, v_quats, v_scales, v_sh = (torch.from_numpy(g).to(ctx.device) for g in grads)
-        return (v_means, v_quats, v_scales, v_sh if sh_degree >= 0 else None,
+        v_means, v_quats, v_scales, v_sh0, v_shN = (torch.from_numpy(g).to(ctx.device) for g in grads)
+        with_sh = sh_degree >= 0
+        return (v_means, v_quats, v_scales, v_sh0 if with_sh else None, v_shN if with_sh else None,
                 None, None, None, None, None, None, None, None, None, None)
 
 
 def project_and_shade(means, quats, scales, opacities, viewmats, Ks, width: int, height: int, sh=None,
                       sh_degree: int | None = None, eps2d: float = 0.3, near_plane: float = 0.01,
                       far_plane: float = 1e10, radius_clip: float = 0.0):
-    """``project_gaussians`` (+ ``sh_to_colors`` when ``sh`` [N,K,3] and ``sh_degree`` are given) in one compiled
-    pass. Returns radii [C,N,2] int32, means2d [C,N,2], depths [C,N], conics [C,N,3] and colors [C,N,3] (None
-    without SH)."""
+    """``project_gaussians`` (+ ``sh_to_colors`` when ``sh`` and ``sh_degree`` are given) in one compiled pass.
+    ``sh``: SH coefficients [N,K,3], or gsplat's split of them as a pair (sh0 [N,1,3], shN [N,K-1,3]), read where
+    they are (a fit's parameters: no concatenation forward, no slicing of the gradient backward).
+    Returns radii [C,N,2] int32, means2d [C,N,2], depths [C,N], conics [C,N,3] and colors [C,N,3] (None without
+    SH)."""
     from reconstruction.jit import first_call
 
     with_sh = sh is not None and sh_degree is not None
-    if with_sh and not (0 <= sh_degree <= 3 and sh.dim() == 3 and sh.shape[1] >= (sh_degree + 1) ** 2
-                        and sh.shape[2] == 3):
-        raise ValueError(f"sh_degree {sh_degree} needs SH coefficients [N, >= {(sh_degree + 1) ** 2}, 3] (degree 0-3), "
-                         f"got {tuple(sh.shape)}")
-    sh_in = sh if with_sh else means.new_zeros(means.shape[0], 1, 3)
+    if with_sh:
+        sh0, shN = sh if isinstance(sh, (tuple, list)) else (sh[:, :1], sh[:, 1:])
+        K = 1 + shN.shape[1] if shN.dim() == 3 else -1
+        if not (0 <= sh_degree <= 3 and sh0.dim() == 3 and sh0.shape[1:] == (1, 3) and shN.dim() == 3
+                and shN.shape[0] == sh0.shape[0] and shN.shape[2] == 3 and K >= (sh_degree + 1) ** 2):
+            shapes = (tuple(sh0.shape), tuple(shN.shape)) if isinstance(sh, (tuple, list)) else tuple(sh.shape)
+            raise ValueError(f"sh_degree {sh_degree} needs SH coefficients [N, >= {(sh_degree + 1) ** 2}, 3] "
+                             f"(degree 0-3; or sh0 [N,1,3] and shN [N,K-1,3]), got {shapes}")
+    else:
+        sh0, shN = means.new_zeros(means.shape[0], 1, 3), means.new_zeros(means.shape[0], 0, 3)
     with first_call("project_cpu", "the CPU projection kernels", __file__, "_project_fwd"):
         radii, means2d, depths, conics, colors = ProjectCPU.apply(
-            means, quats, scales, sh_in, opacities, viewmats, Ks, width, height, sh_degree if with_sh else -1,
+            means, quats, scales, sh0, shN, opacities, viewmats, Ks, width, height, sh_degree if with_sh else -1,
             eps2d, near_plane, far_plane, radius_clip)
     return radii, means2d, depths, conics, (colors if with_sh else None)

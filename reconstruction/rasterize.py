@@ -148,7 +148,9 @@ def rasterization(
 
     Args:
         means [N,3]; quats [N,4] wxyz; scales [N,3] (activated, > 0); opacities [N] (activated, in [0,1]).
-        colors: [N,D] or [C,N,D] colours, or SH coefficients [N,K,3] when ``sh_degree`` is given.
+        colors: [N,D] or [C,N,D] colours, or SH coefficients [N,K,3] when ``sh_degree`` is given (also as the pair
+            (sh0 [N,1,3], shN [N,K-1,3]), gsplat's parameter split: the cpu backend reads the two where they are,
+            the others concatenate them).
         viewmats [C,4,4] world-to-camera (OpenCV; ``Cameras.viewmats``); Ks [C,3,3].
         backgrounds: [C,D] colour composited behind (``image + (1 - alpha) · background``).
         render_mode: "RGB"; "RGB+D" appends accumulated camera depth; "RGB+ED" appends expected depth.
@@ -160,6 +162,14 @@ def rasterization(
     """
     N = means.shape[0]
     C = viewmats.shape[0]
+    sh_pair = None
+    if isinstance(colors, (tuple, list)):  # (sh0, shN)
+        stand_in = _pair_shape(tuple(colors))
+        if sh_degree is not None and choose_backend(backend, means.device) == "cpu" and not (
+                viewmats.requires_grad or Ks.requires_grad):
+            sh_pair, colors = tuple(colors), stand_in  # checked as their concatenation's shape, never concatenated
+        else:
+            colors = torch.cat(tuple(colors), dim=1)
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode,
                   backgrounds)
     backend = choose_backend(backend, means.device)
@@ -175,7 +185,8 @@ def rasterization(
         from reconstruction.project_cpu import project_and_shade  # one compiled pass (values equal the torch path)
 
         radii, means2d, depths, conics, sh_colors = project_and_shade(
-            means, quats, scales, opacities, viewmats, Ks, width, height, colors if sh_degree is not None else None,
+            means, quats, scales, opacities, viewmats, Ks, width, height,
+            sh_pair if sh_pair is not None else (colors if sh_degree is not None else None),
             sh_degree, eps2d, near_plane, far_plane, radius_clip)
     else:
         radii, means2d, depths, conics = project_gaussians(means, quats, scales, opacities, viewmats, Ks, width,
@@ -210,6 +221,16 @@ def rasterization(
             "width": width, "height": height, "n_cameras": C, "tile_size": tile_size, "gaussian_ids": None,
             "camera_ids": None, "batch_ids": None, "backend": backend}
     return image, alpha, info
+
+
+def _pair_shape(pair) -> Tensor:
+    """An empty stand-in with the shape of (sh0, shN) concatenated along dim 1, on their device, for the checks."""
+    sh0, shN = pair
+    if (sh0.dim() != 3 or shN.dim() != 3 or sh0.shape[0] != shN.shape[0] or sh0.shape[1] != 1
+            or sh0.shape[2] != shN.shape[2] or sh0.device != shN.device):
+        raise ValueError(f"SH coefficients as (sh0, shN) must be [N,1,3] and [N,K-1,3] on one device, got "
+                         f"{list(sh0.shape)} on {sh0.device} and {list(shN.shape)} on {shN.device}")
+    return sh0.new_empty(1, 1, 1).expand(sh0.shape[0], sh0.shape[1] + shN.shape[1], sh0.shape[2])  # no memory
 
 
 def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, render_mode,

@@ -104,3 +104,28 @@ def test_too_few_sh_coefficients_are_refused():
     Ks = torch.tensor([[[50.0, 0, 32], [0, 50.0, 32], [0, 0, 1]]])
     with pytest.raises(ValueError, match="sh_degree 3 needs SH coefficients"):
         project_and_shade(means, quats, scales, torch.full((n,), 0.5), viewmats, Ks, 64, 64, torch.zeros(n, 4, 3), 3)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_sh_as_a_pair_equals_the_concatenation(backend):
+    """``rasterization`` with SH coefficients given as gsplat's split (sh0, shN) — how the fit passes them — renders
+    and differentiates exactly as with the concatenated [N,K,3] (cpu: read in place; torch: concatenated)."""
+    from reconstruction.rasterize import rasterization
+
+    means, quats, scales, opac, sh = random_scene(200, seed=3, spread=0.8, sh_degree=1)
+    cams = _cameras()
+
+    def run(as_pair):
+        leaves = [t.detach().clone().requires_grad_() for t in (means, sh[:, :1], sh[:, 1:])]
+        colors = (leaves[1], leaves[2]) if as_pair else torch.cat(leaves[1:], dim=1)
+        img, alpha, _ = rasterization(leaves[0], quats, scales, opac, colors, cams.viewmats, cams.K, W, H,
+                                      sh_degree=1, backend=backend)
+        (img * torch.linspace(0, 1, img.numel()).view_as(img)).sum().backward()
+        return img.detach(), [t.grad for t in leaves]
+
+    (img_a, g_a), (img_b, g_b) = run(True), run(False)
+    assert torch.equal(img_a, img_b) and img_a.abs().sum() > 0
+    assert all(torch.equal(a, b) for a, b in zip(g_a, g_b)) and g_a[2].abs().sum() > 0
+    with pytest.raises(ValueError, match="sh0"):
+        rasterization(means, quats, scales, opac, (sh[:, :2], sh[:, 2:]), cams.viewmats, cams.K, W, H, sh_degree=1,
+                      backend=backend)
