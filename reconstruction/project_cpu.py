@@ -128,6 +128,41 @@ def _camera(Ks, c, width, height):
     return fx, fy, cx, cy, skew, lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg
 
 
+@njit(cache=True)
+def _covariance(R, s0, s1, s2):
+    """M = R diag(s) (9 entries, row-major) and the 6 unique entries of Sigma = M M^T."""
+    M = (R[0] * s0, R[1] * s1, R[2] * s2, R[3] * s0, R[4] * s1, R[5] * s2, R[6] * s0, R[7] * s1, R[8] * s2)
+    S = (M[0] * M[0] + M[1] * M[1] + M[2] * M[2], M[0] * M[3] + M[1] * M[4] + M[2] * M[5],
+         M[0] * M[6] + M[1] * M[7] + M[2] * M[8], M[3] * M[3] + M[4] * M[4] + M[5] * M[5],
+         M[3] * M[6] + M[4] * M[7] + M[5] * M[8], M[6] * M[6] + M[7] * M[7] + M[8] * M[8])
+    return M, S
+
+
+@njit(cache=True)
+def _to_camera(V, mu0, mu1, mu2):
+    """Camera-space position (tx, ty, tz) of a mean under the world-to-camera matrix V."""
+    return (V[0, 0] * mu0 + V[0, 1] * mu1 + V[0, 2] * mu2 + V[0, 3],
+            V[1, 0] * mu0 + V[1, 1] * mu1 + V[1, 2] * mu2 + V[1, 3],
+            V[2, 0] * mu0 + V[2, 1] * mu1 + V[2, 2] * mu2 + V[2, 3])
+
+
+@njit(cache=True)
+def _covariance_2d(V, S, fx, fy, tz, txc, tyc, eps2d):
+    """The rows a, b of A = J V[:3, :3] (J: the perspective Jacobian at the fov-clamped mean), ua = Sigma a,
+    ub = Sigma b, and the 2D covariance (c00, c01, c11) = A Sigma A^T + eps2d I."""
+    S00, S01, S02, S11, S12, S22 = S
+    j00, j02 = fx / tz, -fx * txc / (tz * tz)
+    j11, j12 = fy / tz, -fy * tyc / (tz * tz)
+    a0, a1, a2 = j00 * V[0, 0] + j02 * V[2, 0], j00 * V[0, 1] + j02 * V[2, 1], j00 * V[0, 2] + j02 * V[2, 2]
+    b0, b1, b2 = j11 * V[1, 0] + j12 * V[2, 0], j11 * V[1, 1] + j12 * V[2, 1], j11 * V[1, 2] + j12 * V[2, 2]
+    ua = (S00 * a0 + S01 * a1 + S02 * a2, S01 * a0 + S11 * a1 + S12 * a2, S02 * a0 + S12 * a1 + S22 * a2)
+    ub = (S00 * b0 + S01 * b1 + S02 * b2, S01 * b0 + S11 * b1 + S12 * b2, S02 * b0 + S12 * b1 + S22 * b2)
+    c00 = a0 * ua[0] + a1 * ua[1] + a2 * ua[2] + eps2d
+    c01 = a0 * ub[0] + a1 * ub[1] + a2 * ub[2]
+    c11 = b0 * ub[0] + b1 * ub[1] + b2 * ub[2] + eps2d
+    return (a0, a1, a2), (b0, b1, b2), ua, ub, c00, c01, c11
+
+
 @njit(inline="always")
 def _coef(sh0, shN, n, k, d):
     """SH coefficient k of channel d of Gaussian n, from gsplat's split: sh0 [N,1,3] (k = 0), shN [N,K-1,3]."""
@@ -154,40 +189,20 @@ def _project_fwd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos
         for n in range(chunk * CHUNK, min(N, (chunk + 1) * CHUNK)):
             _, _, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
             s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
-            M = (R[0] * s0, R[1] * s1, R[2] * s2, R[3] * s0, R[4] * s1, R[5] * s2, R[6] * s0, R[7] * s1, R[8] * s2)
-            S00 = M[0] * M[0] + M[1] * M[1] + M[2] * M[2]
-            S01 = M[0] * M[3] + M[1] * M[4] + M[2] * M[5]
-            S02 = M[0] * M[6] + M[1] * M[7] + M[2] * M[8]
-            S11 = M[3] * M[3] + M[4] * M[4] + M[5] * M[5]
-            S12 = M[3] * M[6] + M[4] * M[7] + M[5] * M[8]
-            S22 = M[6] * M[6] + M[7] * M[7] + M[8] * M[8]
+            _, S = _covariance(R, s0, s1, s2)
             mu0, mu1, mu2 = means[n, 0], means[n, 1], means[n, 2]
             op = opacities[n]
             for c in range(C):
                 V = viewmats[c]
                 fx, fy, cx, cy, skew, lxp, lxn, lyp, lyn = _camera(Ks, c, width, height)
-                tx = V[0, 0] * mu0 + V[0, 1] * mu1 + V[0, 2] * mu2 + V[0, 3]
-                ty = V[1, 0] * mu0 + V[1, 1] * mu1 + V[1, 2] * mu2 + V[1, 3]
-                tz = V[2, 0] * mu0 + V[2, 1] * mu1 + V[2, 2] * mu2 + V[2, 3]
+                tx, ty, tz = _to_camera(V, mu0, mu1, mu2)
                 depths[c, n] = tz
                 in_depth = tz > near and tz < far
                 if not in_depth:
                     tz = np.float32(1.0)
                 txc = tz * min(max(tx / tz, -lxn), lxp)
                 tyc = tz * min(max(ty / tz, -lyn), lyp)
-                j00, j02 = fx / tz, -fx * txc / (tz * tz)
-                j11, j12 = fy / tz, -fy * tyc / (tz * tz)
-                a0, a1, a2 = j00 * V[0, 0] + j02 * V[2, 0], j00 * V[0, 1] + j02 * V[2, 1], j00 * V[0, 2] + j02 * V[2, 2]
-                b0, b1, b2 = j11 * V[1, 0] + j12 * V[2, 0], j11 * V[1, 1] + j12 * V[2, 1], j11 * V[1, 2] + j12 * V[2, 2]
-                ua0 = S00 * a0 + S01 * a1 + S02 * a2  # Sigma A^T, row a then row b of A
-                ua1 = S01 * a0 + S11 * a1 + S12 * a2
-                ua2 = S02 * a0 + S12 * a1 + S22 * a2
-                ub0 = S00 * b0 + S01 * b1 + S02 * b2
-                ub1 = S01 * b0 + S11 * b1 + S12 * b2
-                ub2 = S02 * b0 + S12 * b1 + S22 * b2
-                c00 = a0 * ua0 + a1 * ua1 + a2 * ua2 + eps2d
-                c01 = a0 * ub0 + a1 * ub1 + a2 * ub2
-                c11 = b0 * ub0 + b1 * ub1 + b2 * ub2 + eps2d
+                _, _, _, _, c00, c01, c11 = _covariance_2d(V, S, fx, fy, tz, txc, tyc, eps2d)
                 mx = (fx * tx + skew * ty) / tz + cx
                 my = (fy * ty) / tz + cy
                 means2d[c, n, 0] = mx
@@ -248,15 +263,7 @@ def _project_bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, he
         for n in range(chunk * CHUNK, min(N, (chunk + 1) * CHUNK)):
             (w, x, y, z), qnorm, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
             s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
-            m00, m01, m02 = R[0] * s0, R[1] * s1, R[2] * s2  # M = R diag(s), Sigma = M M^T
-            m10, m11, m12 = R[3] * s0, R[4] * s1, R[5] * s2
-            m20, m21, m22 = R[6] * s0, R[7] * s1, R[8] * s2
-            S00 = m00 * m00 + m01 * m01 + m02 * m02
-            S01 = m00 * m10 + m01 * m11 + m02 * m12
-            S02 = m00 * m20 + m01 * m21 + m02 * m22
-            S11 = m10 * m10 + m11 * m11 + m12 * m12
-            S12 = m10 * m20 + m11 * m21 + m12 * m22
-            S22 = m20 * m20 + m21 * m21 + m22 * m22
+            (m00, m01, m02, m10, m11, m12, m20, m21, m22), S = _covariance(R, s0, s1, s2)
             mu0, mu1, mu2 = means[n, 0], means[n, 1], means[n, 2]
             G00 = G01 = G02 = G11 = G12 = G22 = zero  # dL/dSigma + its transpose, summed over cameras
             dmu0 = dmu1 = dmu2 = zero
@@ -267,9 +274,7 @@ def _project_bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, he
                 vd = v_depths[c, n]
                 if vx != 0 or vy != 0 or va != 0 or vb != 0 or vc != 0 or vd != 0:
                     fx, fy, skew, lxp, lxn, lyp, lyn = cam[c, 0], cam[c, 1], cam[c, 2], cam[c, 3], cam[c, 4], cam[c, 5], cam[c, 6]
-                    tx = V[0, 0] * mu0 + V[0, 1] * mu1 + V[0, 2] * mu2 + V[0, 3]
-                    ty = V[1, 0] * mu0 + V[1, 1] * mu1 + V[1, 2] * mu2 + V[1, 3]
-                    tz = V[2, 0] * mu0 + V[2, 1] * mu1 + V[2, 2] * mu2 + V[2, 3]
+                    tx, ty, tz = _to_camera(V, mu0, mu1, mu2)
                     in_depth = tz > near and tz < far
                     if not in_depth:
                         tz = one
@@ -280,19 +285,8 @@ def _project_bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, he
                     y_free = -lyn <= uy <= lyp
                     txc = tz * min(max(ux, -lxn), lxp)
                     tyc = tz * min(max(uy, -lyn), lyp)
-                    j00, j02 = fx * rz, -fx * txc * rz2
-                    j11, j12 = fy * rz, -fy * tyc * rz2
-                    a0, a1, a2 = j00 * V[0, 0] + j02 * V[2, 0], j00 * V[0, 1] + j02 * V[2, 1], j00 * V[0, 2] + j02 * V[2, 2]
-                    b0, b1, b2 = j11 * V[1, 0] + j12 * V[2, 0], j11 * V[1, 1] + j12 * V[2, 1], j11 * V[1, 2] + j12 * V[2, 2]
-                    ua0 = S00 * a0 + S01 * a1 + S02 * a2  # Sigma A^T, row a then row b of A
-                    ua1 = S01 * a0 + S11 * a1 + S12 * a2
-                    ua2 = S02 * a0 + S12 * a1 + S22 * a2
-                    ub0 = S00 * b0 + S01 * b1 + S02 * b2
-                    ub1 = S01 * b0 + S11 * b1 + S12 * b2
-                    ub2 = S02 * b0 + S12 * b1 + S22 * b2
-                    c00 = a0 * ua0 + a1 * ua1 + a2 * ua2 + eps2d
-                    c01 = a0 * ub0 + a1 * ub1 + a2 * ub2
-                    c11 = b0 * ub0 + b1 * ub1 + b2 * ub2 + eps2d
+                    (a0, a1, a2), (b0, b1, b2), (ua0, ua1, ua2), (ub0, ub1, ub2), c00, c01, c11 = _covariance_2d(
+                        V, S, fx, fy, tz, txc, tyc, eps2d)
                     det = c00 * c11 - c01 * c01
                     inv = one / max(det, np.float32(1e-10))
                     d_ds = -(va * c11 - vb * c01 + vc * c00) * inv * inv if det >= np.float32(1e-10) else zero
