@@ -3,8 +3,8 @@ statistics compiled on the CPU.
 
 Every step before ``refine_stop_iter`` the strategy adds each visible Gaussian's screen-space gradient norm and a
 count to its running state. gsplat writes that as ~15 small torch ops (a clone, a boolean mask, ``nonzero``,
-indexing, ``max``, ``norm``, two ``index_add_``): 1.5-2 ms per lego step on one core, more than the Adam update
-of all 30,000 Gaussians. Here it is one numba pass, parallel over Gaussians, each summing its cameras in order
+indexing, ``max``, ``norm``, two ``index_add_``): 1.6 ms wall (2.0 CPU ms) of a 32 ms lego step on two threads.
+Here it is one numba pass, parallel over Gaussians (0.24 ms in the same fit), each summing its cameras in order
 (the order of gsplat's ``index_add_``), so the state equals gsplat's to float32 rounding
 (tests/reconstruction/test_densify.py). CUDA tensors, packed outputs, ``absgrad`` and the 2D-scale statistics
 (``refine_scale2d_stop_iter``) take gsplat's own code.
@@ -46,7 +46,7 @@ class Densification(DefaultStrategy):
         n = len(params["means"])
         for key in ("grad2d", "count"):
             if state[key] is None:
-                state[key] = torch.zeros(n)
+                state[key] = torch.zeros(n, device=grads.device)
         C = info["n_cameras"]
         from reconstruction.jit import first_call
 
