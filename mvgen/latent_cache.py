@@ -53,9 +53,17 @@ class LatentCache:
         self.text = {c: e[m.bool()] for c, e, m in zip(uniq, emb, mask)}
         self.tokenizer, self.text_encoder = tokenizer, text_encoder
         self.specs = [_spec_or_none(c) for c in self.captions]
+        self.part_weight = float(getattr(cfg, "part_weight", 0.0))
+        self.parts = None  # per-part supervision: where each view shows the caption's part (data/part_masks.py)
+        if self.part_weight > 0:
+            from mvgen.data.part_masks import PART_CACHE_NAME, PartCache
+
+            self.parts = PartCache(ds.records, self.latents.shape[-1], Path(out) / PART_CACHE_NAME)
 
     def batch(self, B: int, V: int, dropout: float, gen: torch.Generator, augment: float = 0.0):
-        """(latents [B,V,C,h,w], Plücker [B,V,6,h,w], caption embeddings [B,T,D], mask [B,T]).
+        """(latents [B,V,C,h,w], Plücker [B,V,6,h,w], caption embeddings [B,T,D], mask [B,T], loss weights
+        [B,V,1,h,w] or None): the weights are 1 + part_weight x the part's coverage of each latent cell when the
+        run supervises parts (``TrainConfig.part_weight`` > 0), else None (a plain mean).
 
         A share ``augment`` of the (non-dropped) captions is rewritten by ``mvgen.data.wording.paraphrase``
         and encoded here (the text encoder is small next to a training step)."""
@@ -81,7 +89,8 @@ class LatentCache:
         T = max(len(e) for e in embs)
         emb = torch.stack([torch.nn.functional.pad(e, (0, 0, 0, T - len(e))) for e in embs])
         mask = torch.stack([torch.arange(T) < len(e) for e in embs]).long()
-        return lat, pl, emb, mask
+        weights = self.parts.weights(idx, views, self.part_weight) if self.parts is not None else None
+        return lat, pl, emb, mask, weights
 
 
 def build_latents(ds, vae, resolution: int, mixed_precision: str, path: Path, chunk: int = CHUNK):

@@ -44,6 +44,8 @@ class TrainConfig:
     init_from: str | None = None  # pipeline folder whose transformer weights start a fresh run (fine-tuning)
     caption_dropout: float = 0.1  # probability of training on the empty prompt (for guidance)
     caption_augment: float = 0.0  # share of captions rewritten in free wording (mvgen.data.wording.paraphrase)
+    part_weight: float = 0.0  # per-part supervision: a latent cell's loss weighs 1 + this x the share of it the
+    #                           caption's part covers (part maps rendered once per run, mvgen/data/part_masks.py)
     logit_normal_std: float = 1.0  # timestep density: sigmoid(N(0, std)) as in SD3
     mixed_precision: str = "bf16"  # autocast dtype on CPU/GPU; "no" for fp32
     gradient_checkpointing: bool = False
@@ -199,6 +201,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"views_min/views_max must satisfy 1 <= min <= max, got {cfg.views_min}/{cfg.views_max}")
     if not 0.0 <= cfg.caption_augment <= 1.0:
         raise ValueError(f"caption_augment must be in [0, 1], got {cfg.caption_augment}")
+    if not (isinstance(cfg.part_weight, (int, float)) and 0.0 <= cfg.part_weight < float("inf")):
+        raise ValueError(f"part_weight must be a number >= 0, got {cfg.part_weight!r}")
     if cfg.lr_schedule not in LR_SCHEDULES or not 0 <= cfg.lr_min <= cfg.lr or cfg.warmup < 0:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES} with 0 <= lr_min <= lr and warmup >= 0, got "
                          f"{cfg.lr_schedule!r}, lr_min={cfg.lr_min}, lr={cfg.lr}, warmup={cfg.warmup}")
@@ -231,12 +235,13 @@ def _optimisation_step(acc, model, opt, sched, cache, cfg: TrainConfig, gen, V: 
     batch = cache.batch(cfg.batch_size, V, cfg.caption_dropout, gen, cfg.caption_augment)
     noise = torch.randn(batch[0].shape, generator=gen, device=gen.device)
     s = torch.sigmoid(torch.randn(batch[0].shape[0], generator=gen, device=gen.device) * cfg.logit_normal_std)
-    lat, pl, emb, mask, noise, s = (t[shard].to(acc.device) for t in (*batch, noise, s))
+    lat, pl, emb, mask, weights, noise, s = (t[shard].to(acc.device) if t is not None else None
+                                             for t in (*batch, noise, s))
     x_t = (1 - s.view(-1, 1, 1, 1, 1)) * lat + s.view(-1, 1, 1, 1, 1) * noise  # (B, V, C, h, w)
     n_med = acc.unwrap_model(model).sample_num_mediators(gen)  # None (and no draw) for other attention types
     with acc.accumulate(model), acc.autocast():
         pred = model(x_t, s * 1000, emb, mask, pl, return_dict=False, num_mediators=n_med)[0]
-        loss = torch.nn.functional.mse_loss(pred.float(), (noise - lat).float())
+        loss = weighted_mse(pred.float(), (noise - lat).float(), weights)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"train: loss became {loss.item()} at step {step}; lower the lr")
         acc.backward(loss)
@@ -246,6 +251,16 @@ def _optimisation_step(acc, model, opt, sched, cache, cfg: TrainConfig, gen, V: 
         sched.step()
         opt.zero_grad(set_to_none=True)
     return loss
+
+
+def weighted_mse(pred, target, weights=None):
+    """Mean squared error over [B,V,C,h,w]; with ``weights`` [B,V,1,h,w] (per latent cell, shared by the channels)
+    the weighted mean, which equals the plain mean when the weights are constant."""
+    import torch
+
+    if weights is None:
+        return torch.nn.functional.mse_loss(pred, target)
+    return ((pred - target) ** 2 * weights).mean() / weights.mean()
 
 
 def _ema_model(model, ema):

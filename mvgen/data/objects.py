@@ -42,6 +42,13 @@ def build_mesh(spec: ObjectSpec | str) -> trimesh.Trimesh:
     return trimesh.Trimesh(normalize_vertices(vertices), faces.copy(), face_colors=palette[face_paint], process=False)
 
 
+def part_faces(category: str) -> np.ndarray:
+    """[F] bool: the faces of ``category``'s mesh (``build_mesh`` face order) painted with the caption's part
+    colour (the part word of captions.PARTS)."""
+    _, _, face_paint, paints = _category_geometry(category)
+    return np.array([p.slot == PART.slot for p in paints])[face_paint]
+
+
 def normalize_vertices(vertices: np.ndarray, radius: float = RADIUS) -> np.ndarray:
     """[N,3] -> [N,3]: bounding box centred on the origin, scaled uniformly so the farthest vertex is at
     ``radius``."""

@@ -206,7 +206,8 @@ def test_caption_augmentation_rewrites_captions_in_free_wording(tiny_data, tiny_
     plain = cache.batch(4, 2, 0.0, torch.Generator().manual_seed(0), augment=0.0)
     free = cache.batch(4, 2, 0.0, torch.Generator().manual_seed(0), augment=1.0)
     assert torch.equal(plain[0], free[0]) and torch.equal(plain[1], free[1])  # same objects and views
-    for emb, mask in (plain[2:], free[2:]):
+    assert plain[4] is None  # no per-part supervision: a plain mean
+    for emb, mask in (plain[2:4], free[2:4]):
         assert emb.shape[:2] == mask.shape and mask[:, 0].all()
         assert (emb[mask == 0] == 0).all()  # padding is zero and masked
     # Without augmentation a sample's embedding is its caption's own encoding; with it, another wording's.
@@ -218,6 +219,46 @@ def test_caption_augmentation_rewrites_captions_in_free_wording(tiny_data, tiny_
                    for k in range(4))
     with pytest.raises(ValueError, match="caption_augment"):
         train(TrainConfig(**{**cfg.__dict__, "caption_augment": 1.5, "out": str(tmp_path / "bad")}))
+
+
+def test_part_supervision_weights_the_cells_the_part_covers(tiny_data, tiny_vae, tmp_path):
+    from diffusers import AutoencoderKL
+
+    from mvgen.cameras import find_transforms, read_transforms
+    from mvgen.data.dataset import read_index
+    from mvgen.data.part_masks import PART_CACHE_NAME, part_coverage
+    from mvgen.latent_cache import LatentCache
+    from mvgen.text import load_text_encoder
+    from mvgen.train import weighted_mse
+
+    cfg = _cfg(tiny_data, tiny_vae, tmp_path / "run", steps=1)
+    cfg.part_weight = 3.0
+    tok, enc = load_text_encoder()
+    vae = AutoencoderKL.from_pretrained(tiny_vae, use_safetensors=True)
+    (tmp_path / "run").mkdir()
+    cache = LatentCache(cfg, vae, tok, enc, tmp_path / "run")
+    lat, _, _, _, w = cache.batch(4, 2, 0.0, torch.Generator().manual_seed(0))
+    assert w.shape == (4, 2, 1, *lat.shape[-2:]) and (w >= 1).all() and (w <= 4).all() and (w > 1).any()
+    # the weights are the rendered part maps of the drawn objects and views
+    idx = torch.randint(len(cache.latents), (4,), generator=torch.Generator().manual_seed(0))
+    rec = [r for r in read_index(tiny_data / "d") if r.split == "train"][int(idx[0])]
+    cams, _ = read_transforms(find_transforms(rec.folder))
+    cover = torch.from_numpy(part_coverage(rec.caption, cams, lat.shape[-1]))
+    assert any(torch.allclose(w[0, 0, 0], 1 + 3 * cover[v], atol=3e-3) for v in range(len(cover)))
+    # the cache file is read back, not rendered again
+    again = LatentCache(cfg, vae, tok, enc, tmp_path / "run")
+    assert torch.equal(again.parts.coverage, cache.parts.coverage) and (tmp_path / "run" / PART_CACHE_NAME).is_file()
+    # weighted mean: the plain mean for constant weights, more weight where the weights are larger
+    pred, target = torch.zeros(2, 2, 3, 4, 4), torch.zeros(2, 2, 3, 4, 4)
+    target[..., 0, 0] = 1.0
+    ones = torch.ones(2, 2, 1, 4, 4)
+    assert torch.allclose(weighted_mse(pred, target, 2 * ones), weighted_mse(pred, target))
+    heavy = ones.clone()
+    heavy[..., 0, 0] = 5.0
+    assert weighted_mse(pred, target, heavy) > 2 * weighted_mse(pred, target)
+    assert train(cfg).is_dir()  # a run with part supervision trains
+    with pytest.raises(ValueError, match="part_weight"):
+        train(TrainConfig(**{**cfg.__dict__, "part_weight": -1.0, "out": str(tmp_path / "bad")}))
 
 
 def test_mediator_model_trains_over_several_counts_and_bad_steps_are_refused(tiny_data, tiny_vae, tmp_path):
