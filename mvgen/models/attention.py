@@ -100,8 +100,10 @@ class Attention(nn.Module):
         viewed as [B, nW, P, 3, H, hd] and attended with the windows as a batch axis. -> [B, L, H*hd]."""
         B, L, _ = x.shape
         nW, H, E = L // P, self.heads, self.head_dim
-        qkv = self.to_qkv(x).view(B, nW, P, 3, H, E)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, nW, H, P, hd) each
+        qkv = self.to_qkv(x).view(B, nW, P, 3, H, E).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, H, P, hd)
+        # One re-layout of q, k and v together: the batched matmuls then read them (and kᵀ) in place, where
+        # separate strided q, k, v cost four copies (q, k, v and kᵀ) per window attention.
+        q, k, v = qkv.contiguous().unbind(0)  # (B, nW, H, P, hd) each
         if _fused_sdpa_device(x):  # fused SDPA kernels take 4D inputs
             q, k, v = (t.reshape(B * nW, H, P, E) for t in (q, k, v))
             if mask is not None:

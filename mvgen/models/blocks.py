@@ -98,8 +98,8 @@ class PTDiTBlock(_BlockBase):
     Computed with less overhead than written (same operator, same parameters and state dict; equal to the plain
     form, ``tests/models/proxy_reference.py``): ``attn_giim.to_out`` then ``proj_giim`` run as one linear with
     the product weight (``composed_linear``), ``attn_shift.to_out``, the gate and ``proj_shift`` as one batched
-    matmul with per-sample weights (``gated_composed_linear``), windows attend in place with the shifted
-    windows' mask broadcast over samples.
+    matmul with per-sample weights (``gated_composed_linear``), windows attend without re-laying the tokens out
+    (one re-layout of their q, k and v together), the shifted windows' mask broadcast over samples.
 
     Across views: through GIIM only when windows never span views (pf = 1, the presets): proxies of every view
     self-attend and every token cross-attends to the proxies of every view. With pf > 1 the windows and the
