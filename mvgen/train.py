@@ -2,7 +2,7 @@
 
 Rectified flow (x_t = (1 - s) x_0 + s noise, target noise - x_0, s logit-normal); caption dropout for
 classifier-free guidance; a random number and subset of each object's views per batch, so any camera set
-works at inference. VAE latents, Plücker maps and caption embeddings are computed once and cached (the VAE
+works at inference; optionally the loss of the latent cells a caption's part covers weighs more (``part_weight``). VAE latents, Plücker maps and caption embeddings are computed once and cached (the VAE
 and text encoder are frozen; ``latent_cache.py``: grown and resumed, never reused for other data). Several processes (GPUs, or CPU processes with gloo): `accelerate launch
 --multi_gpu --num_processes N -m mvgen.cli train --config ...` runs the same code: ``batch_size`` stays the global
 batch, each process trains on its shard of it (so the run matches one process), the main process alone writes
