@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mvgen.limits import DEFAULT_GUIDANCE, DEFAULT_PART_GUIDANCE, PART_GUIDANCE
+from mvgen.settings import PRECISIONS
 
 
 def eval_rig(index: int, views: int, size: int, seed: int):
@@ -62,7 +63,9 @@ def retrieval_distances(lpips_fn, gen, meshes: list, captions: list[str], camera
 
 def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 20, guidance: float = DEFAULT_GUIDANCE,
                         seed: int = 0, out: Path | None = None, progress=None, output_size: int | None = None,
-                        part_guidance: float = DEFAULT_PART_GUIDANCE) -> dict:
+                        part_guidance: float = DEFAULT_PART_GUIDANCE, autocast: bool | None = None) -> dict:
+    """Scores of ``captions`` sampled at their seeded rigs (module docstring); ``autocast`` as in
+    ``PTDiTMultiViewPipeline.__call__`` (None: the machine's default precision)."""
     import torch
 
     from mvgen.generate import part_contrast
@@ -79,7 +82,8 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
     for i, (cap, rig) in enumerate(zip(captions, rigs)):
         t0 = time.time()
         sample = dict(cameras=rig, num_inference_steps=steps, guidance_scale=guidance,
-                      generator=torch.Generator().manual_seed(seed + i), **part_contrast(cap, part_guidance))
+                      generator=torch.Generator().manual_seed(seed + i), autocast=autocast,
+                      **part_contrast(cap, part_guidance))
         if size == pipe.image_size:
             gen, native = pipe(cap, output_type="pt", **sample).images[0].float(), None
         else:  # one sample, both decoders: the 2x decoder's views and the native decode bicubic-upsampled
@@ -114,7 +118,8 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
     mean = lambda k, rs=rows: float(np.mean([r[k] for r in rs]))  # noqa: E731
     report = {"n": len(captions), "views": views, "image_size": size, "native_size": pipe.image_size,
               "decoder": "vae" if size == pipe.image_size else "decoder_2x", "steps": steps, "guidance": guidance,
-              "part_guidance": part_guidance, "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips"), "lpips_impl": lpips_impl,
+              "part_guidance": part_guidance, "precision": precision_name(autocast, _device_type(pipe)), "psnr": mean("psnr"),
+              "ssim": mean("ssim"), "lpips": mean("lpips"), "lpips_impl": lpips_impl,
               "retrieval_top1": hits / len(captions), "seconds_per_prompt": t_gen / len(captions),
               "seconds_per_prompt_median": float(np.median([r["seconds"] for r in rows]))}
     if size != pipe.image_size:
@@ -124,6 +129,19 @@ def evaluate_generation(pipe, captions: list[str], views: int = 8, steps: int = 
                                       **{k: mean(k, native) for k in ("psnr", "ssim", "lpips")}}
     report["per_caption"] = rows
     return report
+
+
+def _device_type(pipe) -> str:
+    """"cpu" or "cuda": where ``pipe`` samples (a stand-in without a device samples on the CPU)."""
+    return getattr(getattr(pipe, "device", None), "type", "cpu")
+
+
+def precision_name(autocast: bool | None, device_type: str = "cpu") -> str:
+    """What ``autocast`` (None / True / False) samples in on ``device_type`` here: "bf16" or "fp32"."""
+    from mvgen.pipeline import sampling_autocast
+
+    use = sampling_autocast(device_type) if autocast is None else bool(autocast)
+    return "bf16" if use and device_type in ("cpu", "cuda") else "fp32"
 
 
 def _scores(lpips_fn, gen, gt) -> dict:
@@ -145,7 +163,8 @@ def upsample(images, size: int):
 
 
 def add_sampling_arguments(p) -> None:
-    """--views --steps --guidance --part-guidance --seed --model: how every `mvgen evaluate ...` samples the model."""
+    """--views --steps --guidance --part-guidance --seed --model --precision: how every `mvgen evaluate ...` samples the
+    model."""
     p.add_argument("--views", type=int, default=8)
     p.add_argument("--steps", type=int, default=20, help="denoising steps")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
@@ -153,6 +172,9 @@ def add_sampling_arguments(p) -> None:
                    help="part-colour guidance scale for prompts that name a part colour (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="auto",
+                   help="the transformer's sampling precision: auto = bf16 autocast on a CPU with native bf16, fp32 "
+                        "elsewhere; fix it to compare runs across machines (recorded in --json)")
 
 
 def register(sub) -> None:
@@ -205,7 +227,7 @@ def _run(args) -> int:
     rep = evaluate_generation(pipe, captions, args.views, args.steps, args.guidance, args.seed,
                               Path(args.grids) if args.grids else None, progress=lambda i, n: bar.update(1),
                               output_size=check_output_size(args.output_size, pipe.output_sizes),
-                              part_guidance=args.part_guidance)
+                              part_guidance=args.part_guidance, autocast=PRECISIONS[args.precision])
     bar.close()
     rep.update({"split": args.split, "model": str(path)})
     print(f"| split | views (px) | prompts | views | PSNR dB | SSIM | LPIPS ({rep['lpips_impl']}) | retrieval top-1 "

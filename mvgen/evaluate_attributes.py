@@ -71,10 +71,12 @@ def nearest(gen, spec: ObjectSpec, attribute: str, cameras, lpips_fn) -> ObjectS
 
 
 def score_prompts(pipe, rows: list[dict], views: int = 8, steps: int = 20, guidance: float = DEFAULT_GUIDANCE,
-                  seed: int = 0, progress=None, part_guidance: float = DEFAULT_PART_GUIDANCE) -> list[dict]:
+                  seed: int = 0, progress=None, part_guidance: float = DEFAULT_PART_GUIDANCE,
+                  autocast: bool | None = None) -> list[dict]:
     """For each row {prompt, spec, attributes}: generate at a seeded rig (``mvgen.evaluate.eval_rig``), with
     part-colour guidance ``part_guidance`` where the prompt names a part colour (``mvgen.generate.part_contrast``),
-    and record per attribute whether the intended object is the nearest (``hits``) and which one was."""
+    and record per attribute whether the intended object is the nearest (``hits``) and which one was. ``autocast``:
+    as in ``PTDiTMultiViewPipeline.__call__`` (None: the machine's default precision)."""
     import torch
 
     from mvgen.evaluate import eval_rig
@@ -87,7 +89,7 @@ def score_prompts(pipe, rows: list[dict], views: int = 8, steps: int = 20, guida
         rig = eval_rig(i, views, pipe.image_size, seed)
         t0 = time.perf_counter()
         gen = pipe(row["prompt"], cameras=rig, num_inference_steps=steps, guidance_scale=guidance,
-                   output_type="pt", generator=torch.Generator().manual_seed(seed + i),
+                   output_type="pt", generator=torch.Generator().manual_seed(seed + i), autocast=autocast,
                    **part_contrast(row["prompt"], part_guidance)).images[0].float()
         seconds = time.perf_counter() - t0
         got = {a: nearest(gen, row["spec"], a, rig, lpips_fn) for a in row["attributes"]}
@@ -184,7 +186,9 @@ def _run(args) -> int:
 
     from mvgen.fileio import atomic_write_text, check_output_file
     from mvgen.generate import load_pipeline
+    from mvgen.evaluate import precision_name
     from mvgen.limits import VIEWS
+    from mvgen.settings import PRECISIONS
 
     VIEWS.check_int("--views", args.views)
     PART_GUIDANCE.check_number("--part-guidance", args.part_guidance)
@@ -196,12 +200,14 @@ def _run(args) -> int:
     pipe.set_progress_bar_config(disable=True)
     bar = tqdm(total=len(rows), desc=f"evaluate {args.which}")
     scored = score_prompts(pipe, rows, args.views, args.steps, args.guidance, args.seed,
-                           progress=lambda i, n: bar.update(1), part_guidance=args.part_guidance)
+                           progress=lambda i, n: bar.update(1), part_guidance=args.part_guidance,
+                           autocast=PRECISIONS[args.precision])
     bar.close()
     acc = accuracy(scored)
     print(table(acc, f"{args.which} ({args.split}, {len(specs)} objects)"))
     if args.json:
         atomic_write_text(args.json, json.dumps({"which": args.which, "split": args.split, "model": str(path),
                                                  "guidance": args.guidance, "part_guidance": args.part_guidance,
+                                                 "precision": precision_name(PRECISIONS[args.precision], pipe.device.type),
                                                  "accuracy": acc, "rows": scored}, indent=2))
     return 0

@@ -36,6 +36,28 @@ def test_oracle_and_swapped_generators():
     assert bad["retrieval_top1"] == 0.0 and bad["psnr"] < 25
 
 
+@pytest.mark.parametrize("autocast, name", [(False, "fp32"), (True, "bf16")])
+def test_precision_reaches_every_sample_and_the_report(autocast, name):
+    calls = []
+
+    class Recording(Oracle):
+        def __call__(self, prompt, cameras, **kw):
+            calls.append(kw["autocast"])
+            return super().__call__(prompt, cameras, **kw)
+
+    rep = evaluate_generation(Recording(), CAPTIONS[:2], views=2, steps=1, autocast=autocast)
+    assert calls == [autocast, autocast] and rep["precision"] == name
+
+
+def test_unknown_precision_is_refused_before_the_model_loads():
+    from mvgen.cli import main
+
+    for what in ("generation", "attributes", "wording"):
+        with pytest.raises(SystemExit) as e:
+            main(["evaluate", what, "--precision", "fp16"])
+        assert e.value.code == 2
+
+
 def test_batched_retrieval_distances_equal_one_pair_at_a_time():
     import torch
 
