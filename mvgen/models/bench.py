@@ -14,7 +14,8 @@ How each number is measured:
   PT-DiT 2M²D + 2NMD + 4PND, per layer, × depth. spatial_temporal (not in the paper) by the same counting:
   2V(hw)²D + 2hwV²D; mediator (V·n mediators, n the largest trained count, the model's default): 4(Vn)ND;
   pswa (two channel groups of D/2, windows P₁ = pf·ph·pw and P₂ = V·ph·pw): ND(P₁ + P₂).
-* latency_ms: median wall time of no-grad CPU forwards (batch 1) after one warm-up, in a fresh subprocess.
+* latency_ms: median wall time of no-grad CPU forwards (batch 1) after one warm-up, in a fresh subprocess, in fp32
+  or (``--precision bf16``) under bf16 autocast, as the app samples on a CPU with native bf16.
 * cpu_ms: median process CPU time (all threads) of the same forwards: unlike wall time it does not grow when
   other processes take the cores, so it is the steadier number on a shared machine.
 * peak_mem_mb: in that subprocess, the growth of the process's peak resident set (VmHWM, reset through
@@ -39,6 +40,7 @@ PATCH = 2
 IN_CHANNELS = 4
 CAPTION_CHANNELS = 384
 VARIANTS = ("proxy", "full", "spatial_temporal", "mediator", "pswa")
+PRECISIONS = ("fp32", "bf16")
 WINDOWED = ("proxy", "pswa")
 
 
@@ -60,6 +62,7 @@ class Spec:
     repeats: int = 3
     threads: int = 0  # torch.set_num_threads in the child; 0 = PyTorch's default
     mediator_counts: tuple[int, ...] = (4, 16)  # mediator rows run with the largest (the model's default)
+    precision: str = "fp32"  # timed forwards in fp32 or under bf16 autocast ("bf16")
 
     def config(self) -> dict:
         return dict(sample_size=self.grid * PATCH, in_channels=IN_CHANNELS, patch_size=PATCH, num_layers=self.depth,
@@ -85,6 +88,9 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the timed forwards (default: PyTorch's)")
     p.add_argument("--sdpa", choices=["auto", "math", "both"], default="both",
                    help="SDPA kernel for latency/memory rows (default both)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="timed forwards in fp32 or under bf16 autocast (how the app samples on a CPU with native "
+                        "bf16; emulated and slow elsewhere) (default fp32)")
     p.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list")
     p.set_defaults(func=run)
 
@@ -104,7 +110,7 @@ def run(args) -> int:
         raise ValueError(f"--hidden {args.hidden} must be divisible by --heads {args.heads}")
     backends = ["auto", "math"] if args.sdpa == "both" else [args.sdpa]
     common = dict(hidden_size=args.hidden, depth=args.depth, heads=args.heads, text_tokens=args.text_tokens,
-                  repeats=args.repeats, threads=args.threads)
+                  repeats=args.repeats, threads=args.threads, precision=args.precision)
     specs = [Spec(t, args.views, g, window=sweep_window(g), sdpa=b, **common)
              for g in grids for b in backends for t in VARIANTS]
     if not args.quick:
@@ -114,13 +120,13 @@ def run(args) -> int:
                 specs.append(Spec(t, 8, cfg["sample_size"] // PATCH, cfg["num_attention_heads"] * cfg["attention_head_dim"],
                                   cfg["num_layers"], cfg["num_attention_heads"], tuple(cfg["window_size"]),
                                   text_tokens=args.text_tokens, preset=name, measure=name == "tiny", repeats=args.repeats,
-                                  threads=args.threads))
+                                  threads=args.threads, precision=args.precision))
 
     rows = []
     for spec in tqdm(specs, desc="bench model", unit="row", file=sys.stderr):
         row = count_flops(spec)
         row.update(measure_in_subprocess(spec) if spec.measure else
-                   dict(latency_ms=None, cpu_ms=None, peak_mem_mb=None, threads=None, load_avg=None))
+                   dict(latency_ms=None, cpu_ms=None, peak_mem_mb=None, threads=None, precision=None, load_avg=None))
         if spec.preset in PAPER_PARAMS_M and spec.attention_type == "proxy":
             row["paper_params"] = PAPER_PARAMS_M[spec.preset] * 1_000_000
         rows.append(row)
@@ -261,13 +267,13 @@ def _child(spec_json: str) -> None:
     kernel = (lambda: sdpa_kernel([SDPBackend.MATH])) if spec.sdpa == "math" else nullcontext
 
     def forward():
-        with torch.no_grad(), kernel():
-            model(**inputs)
+        with torch.no_grad(), kernel(), torch.autocast("cpu", torch.bfloat16, enabled=spec.precision == "bf16"):
+            return model(**inputs).sample.dtype
 
     before = _status_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM (peak RSS) to the current RSS
         f.write("5")
-    forward()  # also the warm-up
+    out_dtype = forward()  # also the warm-up
     peak = _status_mb("VmHWM") - before
     times, cpu_times = [], []
     for _ in range(spec.repeats):
@@ -277,7 +283,8 @@ def _child(spec_json: str) -> None:
         cpu_times.append((time.process_time() - c0) * 1000)
     load = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # 1-minute load average before / after
     print(json.dumps(dict(latency_ms=statistics.median(times), cpu_ms=statistics.median(cpu_times), peak_mem_mb=peak,
-                          threads=torch.get_num_threads(),
+                          threads=torch.get_num_threads(), precision=spec.precision,
+                          output_dtype=str(out_dtype).removeprefix("torch."),
                           load_avg=load)))
 
 
@@ -337,9 +344,10 @@ def machine_line(rows: list[dict]) -> str:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     loads = [x for r in rows if r.get("load_avg") for x in r["load_avg"]]
     threads = sorted({r["threads"] for r in rows if r.get("threads")})
+    precisions = sorted({r["precision"] for r in rows if r.get("precision")})
     load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "-"
     return (f"Machine: {cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, threads {threads or '-'}, "
-            f"1-min load average during timing {load}.")
+            f"precision {'/'.join(precisions) or '-'}, 1-min load average during timing {load}.")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,13 @@ def test_subprocess_measurement_and_table():
     assert "| mediator | auto | 2 × 4² | n=16 |" in table and "| pswa | auto | 2 × 4² | (1, 2, 2) |" in table
 
 
+@pytest.mark.parametrize("precision, dtype", [("fp32", "float32"), ("bf16", "bfloat16")])
+def test_precision_sets_the_timed_forwards_dtype(precision, dtype):
+    row = bench.measure_in_subprocess(spec("full", repeats=1, precision=precision))
+    assert row["precision"] == precision and row["output_dtype"] == dtype and row["latency_ms"] > 0
+    assert f"precision {precision}," in bench.machine_line([row])
+
+
 def test_bad_arguments():
     parser = argparse.ArgumentParser()
     bench.register(parser.add_subparsers())
@@ -67,6 +74,8 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="--views must be >= 1"):
         args = parser.parse_args(["model", "--views", "0"])
         args.func(args)
+    with pytest.raises(SystemExit):  # argparse: not one of fp32, bf16
+        parser.parse_args(["model", "--precision", "fp16"])
 
 
 @pytest.mark.parametrize("text", ["", "8,x", "7", "0", "8,-16"])
