@@ -236,15 +236,18 @@ def _fit(images: Tensor, cameras: Cameras, cfg: FitConfig, backend: str, progres
     stopped_early = False
     step = 0
     levels = _levels(target_rgb, target_alpha, cameras, cfg)
+    moments = [_target_moments(level[1], cfg) for level in levels]  # the compiled loss's, once per fit
     for step in range(cfg.steps):
         ids = next(batches)
         sh_active = min(cfg.sh_degree, (step + sh_offset) // cfg.sh_every)
-        until, rgb_t, alpha_t, cams_all, single = levels[0] if step < levels[0][0] else levels[-1]
+        k = 0 if step < levels[0][0] else len(levels) - 1
+        until, rgb_t, alpha_t, cams_all, single = levels[k]
         cams = single[ids[0]] if single is not None else cams_all[ids]
         with stage("render: torch ops and copies around the kernels"):
             rgb, alpha, info = _render(params, cams, sh_active, bg, backend)
         with stage("loss (forward, torch part)"):
-            loss = _loss(cfg, params, rgb, alpha, rgb_t[ids], alpha_t[ids])
+            loss = _loss(cfg, params, rgb, alpha, rgb_t[ids], alpha_t[ids],
+                         moments[k][ids] if moments[k] is not None else None)
         if not torch.isfinite(loss):
             raise FitError(f"loss became non-finite at step {step}; try a lower learning rate or fewer steps")
         opt.step(loss, step, info)
@@ -386,14 +389,32 @@ class _Optimisation:
         remove(params=self.params, optimizers=self.optimizers, state=self.state, mask=mask)
 
 
-def _loss(cfg: FitConfig, params, render: Tensor, alpha: Tensor, gt: Tensor, gt_alpha: Tensor) -> Tensor:
-    """(1 - w) L1 + w (1 - SSIM) on colour, + alpha L1, + opacity and anisotropy regularisers (see FitConfig)."""
-    loss = (1 - cfg.ssim_weight) * (render - gt).abs().mean()
-    if cfg.ssim_weight > 0:
+def _target_moments(targets: Tensor, cfg: FitConfig) -> Tensor | None:
+    """The views' blurred SSIM moments for the compiled CPU loss (``reconstruction.loss_cpu``), or None where
+    ``_loss`` runs in torch: on a GPU, without an SSIM term, or for views no larger than the SSIM window."""
+    if (targets.device.type != "cpu" or targets.dtype != torch.float32 or cfg.ssim_weight <= 0
+            or min(targets.shape[-2:]) <= 11 // 2):
+        return None
+    from reconstruction.loss_cpu import target_moments
+
+    return target_moments(targets)
+
+
+def _loss(cfg: FitConfig, params, render: Tensor, alpha: Tensor, gt: Tensor, gt_alpha: Tensor,
+          moments: Tensor | None = None) -> Tensor:
+    """(1 - w) L1 + w (1 - SSIM) on colour, + alpha L1, + opacity and anisotropy regularisers (see FitConfig).
+    With the targets' ``moments`` (``_target_moments``) the first three terms are one compiled node (CPU)."""
+    if moments is not None:
+        from reconstruction.loss_cpu import photometric_loss
+
+        loss = photometric_loss(render, alpha, gt, gt_alpha, moments, cfg.ssim_weight, cfg.alpha_weight)
+    else:
+        loss = (1 - cfg.ssim_weight) * (render - gt).abs().mean()
+    if moments is None and cfg.ssim_weight > 0:
         from reconstruction.ssim_cpu import ssim_mean  # compiled on the CPU, ssim_map elsewhere (equal values)
 
         loss = loss + cfg.ssim_weight * (1 - ssim_mean(render, gt))
-    if cfg.alpha_weight > 0:
+    if moments is None and cfg.alpha_weight > 0:
         loss = loss + cfg.alpha_weight * (alpha - gt_alpha).abs().mean()
     if cfg.opacity_reg > 0:
         loss = loss + cfg.opacity_reg * torch.sigmoid(params["opacities"]).mean()

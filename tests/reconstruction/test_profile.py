@@ -19,7 +19,8 @@ def test_a_profiled_fit_names_every_stage_and_adds_up(blob_views):
     assert plain.losses == res.losses  # timing changes nothing
     names = set(res.profile)
     for expected in ("rasterize: composite (forward)", "rasterize: backward", "rasterize: tile binning + depth sort",
-                     "projection + SH (forward)", "projection + SH (backward)", "SSIM (forward)", "SSIM (backward)",
+                     "projection + SH (forward)", "projection + SH (backward)", "loss and SSIM (forward, compiled)",
+                     "loss and SSIM (backward, compiled)",
                      "Adam", "initialisation (visual hull or start Gaussians)"):
         assert expected in names
     assert res.profile["rasterize: composite (forward)"][2] == 30  # one call per step
