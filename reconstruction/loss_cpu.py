@@ -19,7 +19,7 @@ import torch
 from numba import njit, prange
 
 from reconstruction.profile import stage
-from reconstruction.ssim_cpu import C1, C2, _blur_h, _blur_w, _window
+from reconstruction.ssim_cpu import _ssim_grad_maps, _window, blur
 
 WINDOW = 11
 
@@ -44,32 +44,6 @@ def _render_moments(x, y):
             acc += abs(xv - yv)
         l1[job] = acc
     return out, l1
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def _ssim_grad_maps(bx, by):
-    """Blurred render moments ``bx`` [3,P,H,W] (mu_x, xx, xy) and target moments ``by`` [2,P,H,W] (mu_y, yy) ->
-    per-row sums of the SSIM map [P·H] and its derivatives [3,P,H,W] w.r.t. mu_x, xx and xy."""
-    _, P, H, W = bx.shape
-    d = np.empty((3, P, H, W), np.float32)
-    s_rows = np.zeros(P * H, np.float64)
-    for job in prange(P * H):
-        p, h = job // H, job % H
-        acc = 0.0
-        for w in range(W):
-            mx, my = bx[0, p, h, w], by[0, p, h, w]
-            a1 = 2 * mx * my + C1
-            a2 = 2 * (bx[2, p, h, w] - mx * my) + C2
-            b1 = mx * mx + my * my + C1
-            b2 = (bx[1, p, h, w] - mx * mx) + (by[1, p, h, w] - my * my) + C2
-            num = a1 * a2
-            den = b1 * b2 + 1e-12
-            acc += num / den
-            d[0, p, h, w] = 2 * my * (a2 - a1) / den - num * 2 * mx * (b2 - b1) / (den * den)
-            d[1, p, h, w] = -num * b1 / (den * den)
-            d[2, p, h, w] = 2 * a1 / den
-        s_rows[job] = acc
-    return s_rows, d
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -118,17 +92,10 @@ def _alpha_grad(a, ga, weight):
     return out
 
 
-def _blur(stack: np.ndarray, g: np.ndarray, adjoint: bool = False) -> np.ndarray:
-    """The separable SSIM blur (or its adjoint) of every plane of ``stack`` [..., H, W] in one call per axis."""
-    flat = stack.reshape(-1, *stack.shape[-2:])
-    out = _blur_w(_blur_h(flat, g, True), g, True) if adjoint else _blur_h(_blur_w(flat, g, False), g, False)
-    return out.reshape(stack.shape)
-
-
 def target_moments(targets: torch.Tensor) -> torch.Tensor:
     """The blurred moments (mu_y, yy) of target views [V,C,H,W]: [V,2,C,H,W], computed once per fit."""
     y = np.ascontiguousarray(targets.detach().cpu().numpy(), np.float32)
-    return torch.from_numpy(_blur(np.stack([y, y * y], axis=1), _window(WINDOW)))
+    return torch.from_numpy(blur(np.stack([y, y * y], axis=1), _window(WINDOW)))
 
 
 class PhotometricLoss(torch.autograd.Function):
@@ -145,7 +112,7 @@ class PhotometricLoss(torch.autograd.Function):
         with stage("loss and SSIM (forward, compiled)"):
             stack, l1_rows = _render_moments(xn, yn)
             by = moments.detach().numpy().transpose(1, 0, 2, 3, 4).reshape(2, B * C, H, W)
-            s_rows, d = _ssim_grad_maps(_blur(stack, g), np.ascontiguousarray(by))
+            s_rows, d = _ssim_grad_maps(blur(stack, g), np.ascontiguousarray(by))
             la_rows = _alpha_l1(an, yan) if w_alpha else None
         ssim = float(s_rows.sum()) / n
         loss = (1 - w_ssim) * float(l1_rows.sum(dtype=np.float64)) / n + w_ssim * (1 - ssim)
@@ -160,7 +127,7 @@ class PhotometricLoss(torch.autograd.Function):
         xn, an, yn, yan, d, g, w_ssim, w_alpha = ctx.state
         v = float(v)
         with stage("loss and SSIM (backward, compiled)"):
-            adj = _blur(d, g, adjoint=True)
+            adj = blur(d, g, adjoint=True)
             dx = _render_grad(xn, yn, adj, np.float32(v * (1 - w_ssim) / xn.size), np.float32(v * w_ssim / xn.size))
             da = _alpha_grad(an, yan, np.float32(v * w_alpha / an.size)) if w_alpha else None
         return (torch.from_numpy(dx), torch.from_numpy(da) if da is not None else None, None, None, None, None,

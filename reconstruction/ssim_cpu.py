@@ -1,5 +1,6 @@
 """Mean SSIM of a render against a fixed target as one compiled pass (numba, parallel over image rows), with a
-hand-written gradient: the fit's ``1 - SSIM`` term on the CPU.
+hand-written gradient. The fit's CPU loss (``reconstruction.loss_cpu``) uses its kernels with the targets' moments
+blurred once per fit; ``ssim_mean`` is SSIM alone.
 
 Why: ``reconstruction.fit.ssim_map`` is ~25 small torch ops forward and as many in autograd's backward; on a
 128² view that was a fifth of a fitting step's CPU time (README, "CPU fitting: where a step's time goes").
@@ -103,28 +104,29 @@ def _blur_h(src, g, adjoint):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _ssim_terms(mu_x, mu_y, xx, yy, xy):
-    """SSIM map [P,H,W] from the blurred moments, and its derivatives w.r.t. mu_x, xx and xy."""
-    P, H, W = mu_x.shape
-    s = np.empty_like(mu_x)
-    d_mu = np.empty_like(mu_x)
-    d_xx = np.empty_like(mu_x)
-    d_xy = np.empty_like(mu_x)
+def _ssim_grad_maps(bx, by):
+    """Blurred moments of ``x`` [3,P,H,W] (mu_x, xx, xy) and of ``y`` [2,P,H,W] (mu_y, yy) -> per-row sums of the SSIM
+    map [P·H] and its derivatives [3,P,H,W] w.r.t. mu_x, xx and xy."""
+    _, P, H, W = bx.shape
+    d = np.empty((3, P, H, W), np.float32)
+    s_rows = np.zeros(P * H, np.float64)
     for job in prange(P * H):
         p, h = job // H, job % H
+        acc = 0.0
         for w in range(W):
-            mx, my = mu_x[p, h, w], mu_y[p, h, w]
+            mx, my = bx[0, p, h, w], by[0, p, h, w]
             a1 = 2 * mx * my + C1
-            a2 = 2 * (xy[p, h, w] - mx * my) + C2
+            a2 = 2 * (bx[2, p, h, w] - mx * my) + C2
             b1 = mx * mx + my * my + C1
-            b2 = (xx[p, h, w] - mx * mx) + (yy[p, h, w] - my * my) + C2
+            b2 = (bx[1, p, h, w] - mx * mx) + (by[1, p, h, w] - my * my) + C2
             num = a1 * a2
             den = b1 * b2 + 1e-12
-            s[p, h, w] = num / den
-            d_mu[p, h, w] = 2 * my * (a2 - a1) / den - num * 2 * mx * (b2 - b1) / (den * den)
-            d_xx[p, h, w] = -num * b1 / (den * den)
-            d_xy[p, h, w] = 2 * a1 / den
-    return s, d_mu, d_xx, d_xy
+            acc += num / den
+            d[0, p, h, w] = 2 * my * (a2 - a1) / den - num * 2 * mx * (b2 - b1) / (den * den)
+            d[1, p, h, w] = -num * b1 / (den * den)
+            d[2, p, h, w] = 2 * a1 / den
+        s_rows[job] = acc
+    return s_rows, d
 
 
 @functools.lru_cache(maxsize=8)
@@ -134,12 +136,11 @@ def _window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     return get_gaussian_kernel1d(size, sigma)[0].numpy().astype(np.float32)
 
 
-def _blur2d(a: np.ndarray, g: np.ndarray) -> np.ndarray:
-    return _blur_h(_blur_w(a, g, False), g, False)
-
-
-def _blur2d_adjoint(a: np.ndarray, g: np.ndarray) -> np.ndarray:
-    return _blur_w(_blur_h(a, g, True), g, True)
+def blur(stack: np.ndarray, g: np.ndarray, adjoint: bool = False) -> np.ndarray:
+    """The separable blur (or its adjoint) of every plane of ``stack`` [..., H, W], one call per axis."""
+    flat = stack.reshape(-1, *stack.shape[-2:])
+    out = _blur_w(_blur_h(flat, g, True), g, True) if adjoint else _blur_h(_blur_w(flat, g, False), g, False)
+    return out.reshape(stack.shape)
 
 
 class SSIMMean(torch.autograd.Function):
@@ -152,19 +153,18 @@ class SSIMMean(torch.autograd.Function):
         xn = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32).reshape(B * C, H, W)
         yn = np.ascontiguousarray(y.detach().cpu().numpy(), np.float32).reshape(B * C, H, W)
         with stage("SSIM (forward)"):
-            s, d_mu, d_xx, d_xy = _ssim_terms(_blur2d(xn, g), _blur2d(yn, g), _blur2d(xn * xn, g),
-                                              _blur2d(yn * yn, g), _blur2d(xn * yn, g))
-        ctx.state = (xn, yn, d_mu, d_xx, d_xy, g, x.shape, x.device)
-        return torch.tensor(float(s.mean(dtype=np.float64)), dtype=x.dtype, device=x.device)
+            s_rows, d = _ssim_grad_maps(blur(np.stack([xn, xn * xn, xn * yn]), g), blur(np.stack([yn, yn * yn]), g))
+        ctx.state = (xn, yn, d, g, x.shape, x.device)
+        return torch.tensor(float(s_rows.sum()) / xn.size, dtype=x.dtype, device=x.device)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, v):
-        xn, yn, d_mu, d_xx, d_xy, g, shape, device = ctx.state
+        xn, yn, d, g, shape, device = ctx.state
         scale = np.float32(float(v) / xn.size)
         with stage("SSIM (backward)"):
-            dx = (_blur2d_adjoint(d_mu, g) + 2 * xn * _blur2d_adjoint(d_xx, g)
-                  + yn * _blur2d_adjoint(d_xy, g)) * scale
+            adj = blur(d, g, adjoint=True)
+            dx = (adj[0] + 2 * xn * adj[1] + yn * adj[2]) * scale
         return torch.from_numpy(dx.reshape(shape)).to(device), None, None
 
 
