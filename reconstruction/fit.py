@@ -294,8 +294,9 @@ def _levels(target_rgb: Tensor, target_alpha: Tensor, cameras: Cameras, cfg: Fit
     None). Full size only, or (coarse-to-fine) first the views area-downsampled by ``coarse_factor`` with
     intrinsics rescaled to match, until ``coarse_until`` of the steps."""
     def level(until, rgb, alpha, cams):
-        single = [cams[[i]] for i in range(len(cams))] if cfg.batch_views == 1 else None  # indexed once
-        return until, rgb, alpha, cams, single
+        rig = _Rig(cams.viewmats, cams.K, cams.width, cams.height)
+        single = [rig[[i]] for i in range(len(rig))] if cfg.batch_views == 1 else None  # indexed once
+        return until, rgb, alpha, rig, single
 
     full = level(cfg.steps, target_rgb, target_alpha, cameras)
     f, H, W = cfg.coarse_factor, cameras.height, cameras.width
@@ -319,7 +320,24 @@ def _view_batches(num_views: int, batch: int, gen: torch.Generator):
         yield ids
 
 
-def _render(params, cams: Cameras, sh_degree: int, bg: Tensor, backend: str) -> tuple[Tensor, Tensor, dict]:
+@dataclass(frozen=True)
+class _Rig:
+    """The fit's cameras as the rasterizer takes them, world-to-camera matrices computed once per fit
+    (``Cameras.viewmats`` inverts ``c2w`` at every access)."""
+
+    viewmats: Tensor
+    K: Tensor
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return self.viewmats.shape[0]
+
+    def __getitem__(self, ids) -> "_Rig":
+        return _Rig(self.viewmats[ids], self.K[ids], self.width, self.height)
+
+
+def _render(params, cams: "_Rig | Cameras", sh_degree: int, bg: Tensor, backend: str) -> tuple[Tensor, Tensor, dict]:
     """rgb [B,3,H,W] and alpha [B,1,H,W] of the current Gaussians in ``cams``, and the rasterizer's ``info``."""
     colors = (params["sh0"], params["shN"])  # the cpu backend reads both where they are (no concatenation)
     rgb, alpha, info = rasterization(

@@ -87,7 +87,9 @@ def test_coarse_levels_are_the_views_downsampled_under_rescaled_cameras(blob_vie
     cfg = scheduled(FitConfig(steps=100, coarse_factor=2, coarse_until=0.3), 8, 32, 32)
     (until, rgb, alpha, coarse, single), full = _levels(composite(images, cfg.background), images[:, 3:], cams, cfg)
     assert until == 30 and full[0] == 100 and rgb.shape == (8, 3, 16, 16) and alpha.shape == (8, 1, 16, 16)
-    assert (coarse.width, coarse.height) == (16, 16) and len(single) == 8 and full[3] is cams
+    assert (coarse.width, coarse.height) == (16, 16) and len(single) == 8
+    assert torch.equal(full[3].viewmats, cams.viewmats) and torch.equal(full[3].K, cams.K)  # computed once, equal
+    assert torch.equal(single[3].viewmats, coarse.viewmats[[3]]) and single[3].width == 16
     means, quats, scales, opac, colors = blob_object()
     with torch.no_grad():  # the object drawn at the coarse cameras is the full-size views' area downsample
         _, drawn, _ = rasterization(means, quats, scales, opac, colors, coarse.viewmats, coarse.K, 16, 16,
