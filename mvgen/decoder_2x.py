@@ -25,14 +25,13 @@ def train_decoder_2x(cfg, resume: bool = False) -> Path:
     """Train the 2x decoder of ``cfg.init_from`` on ``cfg.data`` (``mvgen.vae.VAETrainConfig`` with decoder_scale 2);
     returns the saved ``out/decoder_2x`` folder (its report: ``out/decoder_2x_report.json``)."""
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
     from tqdm.auto import tqdm
 
     from mvgen.device import training_precision
     from mvgen.models.updecoder import UpDecoder2x
-    from mvgen.trainutil import LossLog, dump_config, resume_state, save_checkpoint
+    from mvgen.trainutil import LossLog, dump_config, make_accelerator, resume_state, save_checkpoint
     from mvgen.vae import _initial_vae, load_views_tensor, optimizer_step, warmup_cosine
 
     out = Path(cfg.out)
@@ -47,7 +46,7 @@ def train_decoder_2x(cfg, resume: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     precision, note = training_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
-    acc = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+    acc = make_accelerator(precision, cpu=not torch.cuda.is_available())
     if note:
         acc.print(note)
     train = load_views_tensor(cfg.data, "train", cfg.resolution)  # (N, 3, R, R) uint8

@@ -171,9 +171,10 @@ def _accelerator(cfg: TrainConfig):
     give each process its GPU (``cuda`` refuses a machine without one); cuda:K selects that GPU for a single
     process. DeviceError naming ``device`` otherwise."""
     import torch
-    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate import DataLoaderConfiguration
 
     from mvgen.device import DeviceError, check_device, resolve_device, training_precision
+    from mvgen.trainutil import make_accelerator
 
     device = resolve_device(cfg.device, "device")
     if device.type not in ("cpu", "cuda"):
@@ -186,8 +187,8 @@ def _accelerator(cfg: TrainConfig):
     # split_batches: cfg.batch_size is the global batch, split across the processes (``_optimisation_step``), so
     # the prepared lr scheduler steps once per optimizer step, as with one process.
     precision, note = training_precision(cfg.mixed_precision, device.type)
-    acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
-                      cpu=device.type == "cpu", dataloader_config=DataLoaderConfiguration(split_batches=True))
+    acc = make_accelerator(precision, cpu=device.type == "cpu", gradient_accumulation_steps=cfg.grad_accum,
+                           dataloader_config=DataLoaderConfiguration(split_batches=True))
     if note:
         acc.print(note)
     if cfg.batch_size % acc.num_processes:

@@ -12,6 +12,21 @@ from pathlib import Path
 from mvgen.fileio import atomic_path, atomic_write_text
 
 
+def make_accelerator(mixed_precision: str, cpu: bool, **kwargs):
+    """``accelerate.Accelerator(mixed_precision, cpu=cpu, **kwargs)`` for one training run. accelerate keeps one
+    state per process and refuses a second run with another precision or device ("AcceleratorState has already
+    been initialized"): a state an earlier run of this process left with other settings is cleared first (e.g.
+    the VAE trained in fp32, then the transformer under bf16 in the same Python session)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state.get("_mixed_precision") not in (None, mixed_precision) or (
+            cpu and "device" in state and state["device"].type != "cpu"):
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu, **kwargs)
+
+
 def load_config(cls, path: str | os.PathLike | None, **overrides):
     """Build dataclass ``cls`` from a YAML file, then apply non-None ``overrides``; unknown keys are errors."""
     import yaml

@@ -136,12 +136,11 @@ def optimizer_step(acc, model, opt, sched, loss, step: int) -> None:
 def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
     import torch
 
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     from mvgen.device import training_precision
-    from mvgen.trainutil import LossLog, dump_config, resume_state, save_checkpoint
+    from mvgen.trainutil import LossLog, dump_config, make_accelerator, resume_state, save_checkpoint
 
     if cfg.decoder_scale == 2:
         from mvgen.decoder_2x import train_decoder_2x
@@ -153,7 +152,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False) -> Path:
         raise ValueError(f"crop {cfg.crop} must divide by the downsampling factor and be <= resolution")
     set_seed(cfg.seed)
     precision, note = training_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
-    acc = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+    acc = make_accelerator(precision, cpu=not torch.cuda.is_available())
     if note:
         acc.print(note)
     train = load_views_tensor(cfg.data, "train", cfg.resolution)

@@ -119,7 +119,7 @@ class PhotometricLoss(torch.autograd.Function):
         if w_alpha:
             loss += w_alpha * float(la_rows.sum(dtype=np.float64)) / n_a
         ctx.state = (xn, an, yn, yan, d, g, w_ssim, w_alpha)
-        return torch.tensor(loss, dtype=x.dtype)
+        return torch.tensor(loss, dtype=x.dtype, device=x.device)
 
     @staticmethod
     @torch.autograd.function.once_differentiable

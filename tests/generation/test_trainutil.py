@@ -40,3 +40,20 @@ def test_save_checkpoint_is_atomic_and_keeps_the_newest(tmp_path):
         save_checkpoint(tmp_path, 4, crash)
     assert [c.name for c in checkpoint_dirs(tmp_path)] == ["checkpoint-2", "checkpoint-3"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-3"]  # no leftovers
+
+
+def test_a_second_run_in_one_process_may_change_the_precision():
+    """accelerate keeps one state per process; a run after one with another precision still starts (the VAE in
+    fp32, then the transformer under bf16 in one session, as the test suite does on a CPU with native bf16)."""
+    from accelerate.state import AcceleratorState
+
+    from mvgen.trainutil import make_accelerator
+
+    AcceleratorState._reset_state(True)
+    try:
+        assert make_accelerator("no", cpu=True).mixed_precision == "no"
+        assert make_accelerator("bf16", cpu=True).mixed_precision == "bf16"
+        assert make_accelerator("bf16", cpu=True).mixed_precision == "bf16"  # the same settings: kept, no reset
+        assert make_accelerator("no", cpu=True).mixed_precision == "no"
+    finally:
+        AcceleratorState._reset_state(True)
