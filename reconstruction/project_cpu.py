@@ -384,6 +384,16 @@ def _project_bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, he
     return v_means, v_quats, v_scales, v_sh0, v_shN
 
 
+def _kernels(sh_degree: int):
+    """(forward, backward) kernels for an SH degree: the SIMD ones of ``project_simd`` up to degree 1 (equal bit
+    for bit), the scalar ones of this module above it."""
+    if sh_degree <= 1:
+        from reconstruction.project_simd import project_bwd_simd, project_fwd_simd
+
+        return project_fwd_simd, project_bwd_simd
+    return _project_fwd, _project_bwd
+
+
 def _np(x: torch.Tensor, dtype=np.float32) -> np.ndarray:
     return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
 
@@ -400,9 +410,10 @@ class ProjectCPU(torch.autograd.Function):
         cams = (_np(viewmats), _np(Ks), _np(campos))
         sh_np = (_np(sh0), _np(shN))
         opac = _np(opacities)
+        fwd, _ = _kernels(sh_degree)
         with stage("projection + SH (forward)"):
-            out = _project_fwd(*arrays, opac, *sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
-                               np.float32(far), np.float32(radius_clip), sh_degree)
+            out = fwd(*arrays, opac, *sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
+                      np.float32(far), np.float32(radius_clip), sh_degree)
         ctx.state = (arrays, sh_np, cams, width, height, eps2d, near, far, sh_degree)
         ctx.device = means.device
         radii, means2d, depths, conics, colors = (torch.from_numpy(o).to(means.device) for o in out)
@@ -416,9 +427,10 @@ class ProjectCPU(torch.autograd.Function):
         C, N = v_depths.shape
         v_col = _np(v_colors) if sh_degree >= 0 else np.zeros((C, 0, 3), np.float32)
         v_in = (_np(v_means2d), _np(v_depths), _np(v_conics), v_col)
+        _, bwd = _kernels(sh_degree)
         with stage("projection + SH (backward)"):
-            grads = _project_bwd(*arrays, *sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
-                                 np.float32(far), sh_degree, *v_in)
+            grads = bwd(*arrays, *sh_np, *cams, width, height, np.float32(eps2d), np.float32(near),
+                        np.float32(far), sh_degree, *v_in)
         v_means, v_quats, v_scales, v_sh0, v_shN = (torch.from_numpy(g).to(ctx.device) for g in grads)
         with_sh = sh_degree >= 0
         return (v_means, v_quats, v_scales, v_sh0 if with_sh else None, v_shN if with_sh else None,
@@ -446,7 +458,8 @@ def project_and_shade(means, quats, scales, opacities, viewmats, Ks, width: int,
                              f"(degree 0-3; or sh0 [N,1,3] and shN [N,K-1,3]), got {shapes}")
     else:
         sh0, shN = means.new_zeros(means.shape[0], 1, 3), means.new_zeros(means.shape[0], 0, 3)
-    with first_call("project_cpu", "the CPU projection kernels", __file__, "_project_fwd"):
+    fwd = _kernels(sh_degree if with_sh else -1)[0].py_func
+    with first_call("project_cpu", "the CPU projection kernels", fwd.__code__.co_filename, fwd.__name__):
         radii, means2d, depths, conics, colors = ProjectCPU.apply(
             means, quats, scales, sh0, shN, opacities, viewmats, Ks, width, height, sh_degree if with_sh else -1,
             eps2d, near_plane, far_plane, radius_clip)

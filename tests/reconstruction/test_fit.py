@@ -98,9 +98,21 @@ def test_config_and_view_errors(blob_views, tmp_path):
         bad[0, 0, 0, 0] = math.nan
         fit(bad, cams)
     yaml_file = tmp_path / "r.yaml"
-    yaml_file.write_text("fit:\n  steps: 7\n  sh_degree: 0\n")
+    yaml_file.write_text("fit:\n  steps: 7\n  sh_degree: 0\n  early_stop_tol: 5e-4\n")
     cfg = FitConfig.from_yaml(yaml_file)
     assert cfg.steps == 7 and cfg.sh_degree == 0 and cfg.init == "hull"
+    assert cfg.early_stop_tol == 5e-4, "PyYAML reads 5e-4 as text: the config makes it a number"
+    with pytest.raises(FitError, match="lr_means must be a number, got 'fast'"):
+        FitConfig.from_dict({"lr_means": "fast"})
+
+
+def test_bench_set_takes_exponents_without_a_dot():
+    """``mvgen bench fit-real --set early_stop_tol=5e-4`` used to pass the text on and fail deep in the fit."""
+    from mvgen.job_bench import fit_real_config
+
+    cfg = fit_real_config(None, ["early_stop_tol=5e-4", "steps=12", "scene_radius=2"], False)
+    assert (cfg.early_stop_tol, cfg.steps, cfg.scene_radius) == (5e-4, 12, 2.0)
+    assert isinstance(cfg.early_stop_tol, float) and isinstance(cfg.steps, int)
 
 
 def test_shipped_preset_loads():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mvgen.cli import main
-from reconstruction.fit import FitConfig, _converged, fit, scheduled
+from reconstruction.fit import FitConfig, FitError, _converged, _Optimisation, fit, means_lr, scheduled
 from reconstruction.rasterize import rasterization
 
 
@@ -24,6 +24,20 @@ def test_steps_follow_the_scene_and_an_override_wins():
     assert scheduled(cfg, 80, 100, 100).refine_every == 100
     assert scheduled(cfg, 150, 100, 100).refine_every == 150  # each densification has seen every view
     assert scheduled(FitConfig(batch_views=2), 150, 100, 100).refine_every == 100
+
+
+def test_dense_scenes_move_their_means_faster():
+    cfg = FitConfig()
+    assert means_lr(cfg, 4) == means_lr(cfg, 31) == cfg.lr_means  # generated orbits: the preset's rate
+    assert means_lr(cfg, 32) == means_lr(cfg, 80) == cfg.lr_means * cfg.lr_means_dense == pytest.approx(2.4e-4)
+    assert means_lr(replace(cfg, lr_means_dense=1.0), 80) == cfg.lr_means
+    params = torch.nn.ParameterDict({"means": torch.zeros(5, 3), "quats": torch.ones(5, 4), "scales": torch.zeros(5, 3),
+                                     "opacities": torch.zeros(5), "sh0": torch.zeros(5, 1, 3), "shN": torch.zeros(5, 3, 3)})
+    cfg = scheduled(cfg, 40, 32, 32)
+    lrs = [_Optimisation(params, cfg, 2.0, n).optimizers["means"].param_groups[0]["lr"] for n in (8, 40)]
+    assert lrs == [pytest.approx(2.0 * 1.6e-4), pytest.approx(2.0 * 2.4e-4)]
+    with pytest.raises(FitError, match="dense_views"):
+        FitConfig(dense_views=0)
 
 
 def test_fit_with_auto_steps_runs_the_scheduled_count(blob_views):
