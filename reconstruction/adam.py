@@ -21,20 +21,28 @@ from numba import njit, prange
 CHUNK = 4096  # elements per parallel work item
 
 
-@njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"})
+@njit(cache=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
+def _adam_span(p, g, m, v, step_size, b2, w1, w2, inv_bc2_sqrt, eps):
+    """The update of ``_adam_step`` on whole (sliced) arrays: a plain loop over them is what LLVM vectorises
+    (the same loop over an index range inside ``prange`` stayed scalar)."""
+    for k in range(p.shape[0]):
+        gk = g[k]
+        mk = m[k] + w1 * (gk - m[k])  # torch's lerp
+        vk = b2 * v[k] + w2 * gk * gk
+        m[k] = mk
+        v[k] = vk
+        p[k] -= step_size * mk / (math.sqrt(vk) * inv_bc2_sqrt + eps)
+
+
+@njit(cache=True, parallel=True)
 def _adam_step(p, g, m, v, step_size, b2, w1, w2, inv_bc2_sqrt, eps):
     """In place, element-wise: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g²;
     p -= step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps). ``w1``, ``w2`` = 1 - b1, 1 - b2 (rounded from float64,
     as torch's Python scalars are)."""
     n = p.shape[0]
     for chunk in prange((n + CHUNK - 1) // CHUNK):
-        for k in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
-            gk = g[k]
-            mk = m[k] + w1 * (gk - m[k])  # torch's lerp
-            vk = b2 * v[k] + w2 * gk * gk
-            m[k] = mk
-            v[k] = vk
-            p[k] -= step_size * mk / (math.sqrt(vk) * inv_bc2_sqrt + eps)
+        lo, hi = chunk * CHUNK, min(n, (chunk + 1) * CHUNK)
+        _adam_span(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], step_size, b2, w1, w2, inv_bc2_sqrt, eps)
 
 
 class CPUAdam:
