@@ -11,10 +11,13 @@ from pathlib import Path
 
 
 def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], eval_limit: int, eval_steps: int,
-                 seed: int = 0, mediator_schedules: tuple[str, ...] = (), **overrides) -> list[dict]:
+                 seed: int = 0, mediator_schedules: tuple[str, ...] = (), json_path: Path | None = None,
+                 **overrides) -> list[dict]:
     """Train each variant (resuming a run folder that exists), score it on held-out captions; for ``mediator`` also
     one row per sampling schedule in ``mediator_schedules`` (same model, captions and seeds; see
-    ``PTDiTTransformer3DModel.set_mediator_schedule``)."""
+    ``PTDiTTransformer3DModel.set_mediator_schedule``). Runs keep the config's ``save_every`` (at most ``steps``),
+    so a long ablation stopped mid-run resumes from its last checkpoint; ``json_path`` gets the rows so far after
+    every variant, so a stopped ablation keeps the variants it finished."""
     from mvgen.data.captions import example_captions
     from mvgen.evaluate import evaluate_generation
     from mvgen.pipeline import PTDiTMultiViewPipeline
@@ -30,7 +33,7 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
         cfg.out = str(out / variant)
         _share_latent_cache(shared, out / variant)
         cfg.steps, cfg.sample_every, cfg.seed = steps, 0, seed
-        cfg.save_every = steps
+        cfg.save_every = min(cfg.save_every, steps)
         t0 = time.time()
         final = train(cfg, resume=(out / variant).exists())
         seconds = time.time() - t0
@@ -55,6 +58,8 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
                          "lpips": rep["lpips"], "lpips_impl": rep["lpips_impl"],
                          "retrieval_top1": rep["retrieval_top1"], "sample_s_per_prompt": rep["seconds_per_prompt"],
                          "sample_s_per_prompt_median": rep["seconds_per_prompt_median"]})
+        if json_path is not None:
+            Path(json_path).write_text(json.dumps(rows, indent=2))
     _plot(out, variants)
     return rows
 
@@ -142,7 +147,8 @@ def _run(args) -> int:
         for s in args.mediator_schedules:
             parse_mediator_schedule(int(s) if s.isdigit() else s, counts)
     rows = run_ablation(args.config, out, args.steps, args.variants, args.eval_limit, args.eval_steps,
-                        mediator_schedules=tuple(int(s) if s.isdigit() else s for s in args.mediator_schedules))
+                        mediator_schedules=tuple(int(s) if s.isdigit() else s for s in args.mediator_schedules),
+                        json_path=Path(args.json) if args.json else None)
     print(f"| attention | mediators | params | steps | s/step | final loss | PSNR dB | SSIM | LPIPS ({rows[0]['lpips_impl']}) "
           f"| retrieval top-1 | sample s/prompt (median) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -151,6 +157,4 @@ def _run(args) -> int:
               f"{r['final_loss']:.4f} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['lpips']:.3f} | "
               f"{100 * r['retrieval_top1']:.0f}% | {r['sample_s_per_prompt']:.2f} ({r['sample_s_per_prompt_median']:.2f}) |")
     print(f"loss curves: {out / 'loss_curves.png'}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -167,14 +167,30 @@ def test_ablation_bench_trains_and_scores_both_variants(tiny_data, tiny_vae, tmp
     base = tmp_path / "base.yaml"
     cfg = _cfg(tiny_data, tiny_vae, tmp_path / "unused", steps=1)
     base.write_text(yaml.safe_dump({k: v for k, v in cfg.__dict__.items()}))
-    rows = run_ablation(str(base), tmp_path / "abl", steps=1, variants=["proxy", "full"], eval_limit=2, eval_steps=1)
+    rows = run_ablation(str(base), tmp_path / "abl", steps=1, variants=["proxy", "full"], eval_limit=2, eval_steps=1,
+                        json_path=tmp_path / "rows.json")
     assert [r["attention_type"] for r in rows] == ["proxy", "full"]
+    assert json.loads((tmp_path / "rows.json").read_text()) == rows  # written after each variant
     assert rows[0]["params"] != rows[1]["params"]  # really two different architectures
     assert all(0 <= r["retrieval_top1"] <= 1 and r["s_per_step"] > 0 for r in rows)
     assert (tmp_path / "abl" / "loss_curves.png").is_file()
     # the second variant trains on the first one's latents (one VAE pass over the dataset)
     assert os.path.samefile(tmp_path / "abl" / "proxy" / "latent_cache.safetensors",
                             tmp_path / "abl" / "full" / "latent_cache.safetensors")
+
+
+def test_ablation_runs_keep_their_checkpoints_to_resume(tiny_data, tiny_vae, tmp_path):
+    """A long ablation stopped mid-run resumes from its last checkpoint: runs keep the config's save_every."""
+    import yaml
+
+    from mvgen.train_bench import run_ablation
+
+    base = tmp_path / "base.yaml"
+    cfg = _cfg(tiny_data, tiny_vae, tmp_path / "unused", steps=2)
+    cfg.save_every = 1
+    base.write_text(yaml.safe_dump({k: v for k, v in cfg.__dict__.items()}))
+    run_ablation(str(base), tmp_path / "abl", steps=2, variants=["full"], eval_limit=1, eval_steps=1)
+    assert [d.name for d in checkpoint_dirs(tmp_path / "abl" / "full")] == ["checkpoint-1", "checkpoint-2"]
 
 
 def test_ablation_bench_scores_mediator_schedules_on_one_model(tiny_data, tiny_vae, tmp_path):
@@ -186,7 +202,8 @@ def test_ablation_bench_scores_mediator_schedules_on_one_model(tiny_data, tiny_v
     cfg = _cfg(tiny_data, tiny_vae, tmp_path / "unused", steps=1)
     base.write_text(yaml.safe_dump({k: v for k, v in cfg.__dict__.items()}))
     rows = run_ablation(str(base), tmp_path / "abl", steps=1, variants=["mediator"], eval_limit=2, eval_steps=1,
-                        mediator_schedules=(4, "500:4,0:16"))
+                        mediator_schedules=(4, "500:4,0:16"), json_path=tmp_path / "rows.json")
+    assert json.loads((tmp_path / "rows.json").read_text()) == rows
     assert [r["mediator_schedule"] for r in rows] == ["16", "4", "500:4,0:16"]  # the largest count first
     assert len({r["params"] for r in rows}) == 1 and len({r["run_s"] for r in rows}) == 1  # one trained model
     assert all(r["sample_s_per_prompt"] > 0 and r["sample_s_per_prompt_median"] > 0 for r in rows)
