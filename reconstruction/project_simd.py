@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from reconstruction.project_cpu import ALPHA_MIN, CHUNK, SH_C0, SH_C1
+from reconstruction.project_cpu import ALPHA_MIN, CHUNK, SH_C0, SH_C1, _camera
 
 # Forward planes: inputs, then outputs.
 _MU, _Q, _S, _OP, _EXT, _SH0, _SHN = 0, 3, 7, 10, 11, 12, 15  # SHN: plane _SHN + 3 * k + d (k < 3)
@@ -35,17 +35,65 @@ _BWD_PLANES = 59
 
 
 @njit(cache=True)
-def _camera_constants(Ks, c, width, height):
-    """fx, fy, cx, cy, skew and the fov limits of camera c (``project_cpu._camera``'s expressions)."""
-    fx, fy, cx, cy, skew = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2], Ks[c, 0, 1]
-    w, h = np.float32(width), np.float32(height)
-    k = np.float32(0.3)
-    half = np.float32(0.5)
-    lim_x_pos = (w - cx) / fx + k * (half * w / fx)
-    lim_x_neg = cx / fx + k * (half * w / fx)
-    lim_y_pos = (h - cy) / fy + k * (half * h / fy)
-    lim_y_neg = cy / fy + k * (half * h / fy)
-    return fx, fy, cx, cy, skew, lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg
+def _view(viewmats, c):
+    """The first three rows of camera c's world-to-camera matrix as 12 scalars (row-major)."""
+    V = viewmats[c]
+    return (V[0, 0], V[0, 1], V[0, 2], V[0, 3], V[1, 0], V[1, 1], V[1, 2], V[1, 3],
+            V[2, 0], V[2, 1], V[2, 2], V[2, 3])
+
+
+@njit(inline="always")
+def _load(b, i, n, means, quats, scales, sh0, shN, sh_degree, sh0_plane, shN_plane):
+    """Copy Gaussian n's means, scales, quaternion and SH coefficients of degree <= 1 into column i of the planes
+    (shN planes zero below degree 1: the degree-1 sum then equals the degree-0 one)."""
+    for j in range(3):
+        b[(_MU + j) * CHUNK + i] = means[n, j]
+        b[(_S + j) * CHUNK + i] = scales[n, j]
+    for j in range(4):
+        b[(_Q + j) * CHUNK + i] = quats[n, j]
+    if sh_degree >= 0:
+        for d in range(3):
+            b[(sh0_plane + d) * CHUNK + i] = sh0[n, 0, d]
+    for k in range(3):
+        for d in range(3):
+            b[(shN_plane + 3 * k + d) * CHUNK + i] = shN[n, k, d] if sh_degree >= 1 else np.float32(0.0)
+
+
+@njit(inline="always")
+def _frame(b, i):
+    """Gaussian i's normalised quaternion (w, x, y, z), its clamped norm, the rotation R (9, row-major), the scales
+    and M = R diag(s) (9), from the planes: ``project_cpu._rotation`` and ``_covariance``'s expressions."""
+    q0, q1, q2, q3 = b[_Q * CHUNK + i], b[(_Q + 1) * CHUNK + i], b[(_Q + 2) * CHUNK + i], b[(_Q + 3) * CHUNK + i]
+    one, two = np.float32(1.0), np.float32(2.0)
+    norm = np.float32(max(math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3), np.float32(1e-12)))
+    w, x, y, z = q0 / norm, q1 / norm, q2 / norm, q3 / norm
+    R0, R1, R2 = one - two * (y * y + z * z), two * (x * y - w * z), two * (x * z + w * y)
+    R3, R4, R5 = two * (x * y + w * z), one - two * (x * x + z * z), two * (y * z - w * x)
+    R6, R7, R8 = two * (x * z - w * y), two * (y * z + w * x), one - two * (x * x + y * y)
+    s0, s1, s2 = b[_S * CHUNK + i], b[(_S + 1) * CHUNK + i], b[(_S + 2) * CHUNK + i]
+    return (w, x, y, z, norm, R0, R1, R2, R3, R4, R5, R6, R7, R8, s0, s1, s2,
+            R0 * s0, R1 * s1, R2 * s2, R3 * s0, R4 * s1, R5 * s2, R6 * s0, R7 * s1, R8 * s2)
+
+
+@njit(inline="always")
+def _cov2d(M, V, fx, fy, tz, txc, tyc, eps2d):
+    """Sigma = M M^T (M: 9 scalars), then ``project_cpu._covariance_2d`` with V (``_view``'s 12 scalars): the
+    Jacobian rows a, b (times V), ua = Sigma a, ub = Sigma b and the 2D covariance (c00, c01, c11), 15 scalars."""
+    M0, M1, M2, M3, M4, M5, M6, M7, M8 = M
+    V00, V01, V02, _, V10, V11, V12, _, V20, V21, V22, _ = V
+    S00, S01 = M0 * M0 + M1 * M1 + M2 * M2, M0 * M3 + M1 * M4 + M2 * M5
+    S02, S11 = M0 * M6 + M1 * M7 + M2 * M8, M3 * M3 + M4 * M4 + M5 * M5
+    S12, S22 = M3 * M6 + M4 * M7 + M5 * M8, M6 * M6 + M7 * M7 + M8 * M8
+    j00, j02 = fx / tz, -fx * txc / (tz * tz)
+    j11, j12 = fy / tz, -fy * tyc / (tz * tz)
+    a0, a1, a2 = j00 * V00 + j02 * V20, j00 * V01 + j02 * V21, j00 * V02 + j02 * V22
+    b0, b1, b2 = j11 * V10 + j12 * V20, j11 * V11 + j12 * V21, j11 * V12 + j12 * V22
+    ua0, ua1, ua2 = S00 * a0 + S01 * a1 + S02 * a2, S01 * a0 + S11 * a1 + S12 * a2, S02 * a0 + S12 * a1 + S22 * a2
+    ub0, ub1, ub2 = S00 * b0 + S01 * b1 + S02 * b2, S01 * b0 + S11 * b1 + S12 * b2, S02 * b0 + S12 * b1 + S22 * b2
+    c00 = a0 * ua0 + a1 * ua1 + a2 * ua2 + eps2d
+    c01 = a0 * ub0 + a1 * ub1 + a2 * ub2
+    c11 = b0 * ub0 + b1 * ub1 + b2 * ub2 + eps2d
+    return a0, a1, a2, b0, b1, b2, ua0, ua1, ua2, ub0, ub1, ub2, c00, c01, c11
 
 
 @njit(inline="always")
@@ -87,40 +135,18 @@ def project_fwd_simd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, ca
         b = np.empty(_FWD_PLANES * CHUNK, np.float32)
         for i in range(m):
             n = lo + i
-            for j in range(3):
-                b[(_MU + j) * CHUNK + i] = means[n, j]
-                b[(_S + j) * CHUNK + i] = scales[n, j]
-            for j in range(4):
-                b[(_Q + j) * CHUNK + i] = quats[n, j]
+            _load(b, i, n, means, quats, scales, sh0, shN, sh_degree, _SH0, _SHN)
             op = opacities[n]
             b[_OP * CHUNK + i] = op
             b[_EXT * CHUNK + i] = min(math.sqrt(np.float32(2.0) * math.log(max(op, ALPHA_MIN) / ALPHA_MIN)),
                                       np.float32(3.33))
-            if sh_degree >= 0:
-                for d in range(3):
-                    b[(_SH0 + d) * CHUNK + i] = sh0[n, 0, d]
-            for k in range(3):  # zeros below degree 1: the degree-1 sum then equals the degree-0 one
-                for d in range(3):
-                    b[(_SHN + 3 * k + d) * CHUNK + i] = shN[n, k, d] if sh_degree >= 1 else np.float32(0.0)
         for c in range(C):
-            fx, fy, cx, cy, skew, lxp, lxn, lyp, lyn = _camera_constants(Ks, c, width, height)
-            V00, V01, V02, V03 = viewmats[c, 0, 0], viewmats[c, 0, 1], viewmats[c, 0, 2], viewmats[c, 0, 3]
-            V10, V11, V12, V13 = viewmats[c, 1, 0], viewmats[c, 1, 1], viewmats[c, 1, 2], viewmats[c, 1, 3]
-            V20, V21, V22, V23 = viewmats[c, 2, 0], viewmats[c, 2, 1], viewmats[c, 2, 2], viewmats[c, 2, 3]
+            fx, fy, cx, cy, skew, lxp, lxn, lyp, lyn = _camera(Ks, c, width, height)
+            V = _view(viewmats, c)
+            V00, V01, V02, V03, V10, V11, V12, V13, V20, V21, V22, V23 = V
             px, py, pz = campos[c, 0], campos[c, 1], campos[c, 2]
             for i in range(m):  # the SIMD loop: planes in, planes out, no branches
-                q0, q1, q2, q3 = b[_Q * CHUNK + i], b[(_Q + 1) * CHUNK + i], b[(_Q + 2) * CHUNK + i], b[(_Q + 3) * CHUNK + i]
-                norm = np.float32(max(math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3), tiny))
-                w, x, y, z = q0 / norm, q1 / norm, q2 / norm, q3 / norm
-                R0, R1, R2 = one - two * (y * y + z * z), two * (x * y - w * z), two * (x * z + w * y)
-                R3, R4, R5 = two * (x * y + w * z), one - two * (x * x + z * z), two * (y * z - w * x)
-                R6, R7, R8 = two * (x * z - w * y), two * (y * z + w * x), one - two * (x * x + y * y)
-                s0, s1, s2 = b[_S * CHUNK + i], b[(_S + 1) * CHUNK + i], b[(_S + 2) * CHUNK + i]
-                M0, M1, M2, M3, M4, M5 = R0 * s0, R1 * s1, R2 * s2, R3 * s0, R4 * s1, R5 * s2
-                M6, M7, M8 = R6 * s0, R7 * s1, R8 * s2
-                S00, S01 = M0 * M0 + M1 * M1 + M2 * M2, M0 * M3 + M1 * M4 + M2 * M5
-                S02, S11 = M0 * M6 + M1 * M7 + M2 * M8, M3 * M3 + M4 * M4 + M5 * M5
-                S12, S22 = M3 * M6 + M4 * M7 + M5 * M8, M6 * M6 + M7 * M7 + M8 * M8
+                M = _frame(b, i)[17:]
                 mu0, mu1, mu2 = b[_MU * CHUNK + i], b[(_MU + 1) * CHUNK + i], b[(_MU + 2) * CHUNK + i]
                 tx = V00 * mu0 + V01 * mu1 + V02 * mu2 + V03
                 ty = V10 * mu0 + V11 * mu1 + V12 * mu2 + V13
@@ -129,15 +155,7 @@ def project_fwd_simd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, ca
                 tz = depth if in_depth else one
                 txc = tz * min(max(tx / tz, -lxn), lxp)
                 tyc = tz * min(max(ty / tz, -lyn), lyp)
-                j00, j02 = fx / tz, -fx * txc / (tz * tz)
-                j11, j12 = fy / tz, -fy * tyc / (tz * tz)
-                a0, a1, a2 = j00 * V00 + j02 * V20, j00 * V01 + j02 * V21, j00 * V02 + j02 * V22
-                b0, b1, b2 = j11 * V10 + j12 * V20, j11 * V11 + j12 * V21, j11 * V12 + j12 * V22
-                ua0, ua1, ua2 = S00 * a0 + S01 * a1 + S02 * a2, S01 * a0 + S11 * a1 + S12 * a2, S02 * a0 + S12 * a1 + S22 * a2
-                ub0, ub1, ub2 = S00 * b0 + S01 * b1 + S02 * b2, S01 * b0 + S11 * b1 + S12 * b2, S02 * b0 + S12 * b1 + S22 * b2
-                c00 = a0 * ua0 + a1 * ua1 + a2 * ua2 + eps2d
-                c01 = a0 * ub0 + a1 * ub1 + a2 * ub2
-                c11 = b0 * ub0 + b1 * ub1 + b2 * ub2 + eps2d
+                c00, c01, c11 = _cov2d(M, V, fx, fy, tz, txc, tyc, eps2d)[12:]
                 mx = (fx * tx + skew * ty) / tz + cx
                 my = (fy * ty) / tz + cy
                 det = c00 * c11 - c01 * c01
@@ -228,23 +246,11 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
         m = min(N, lo + CHUNK) - lo
         b = np.zeros(_BWD_PLANES * CHUNK, np.float32)  # the accumulators start at 0
         for i in range(m):
-            n = lo + i
-            for j in range(3):
-                b[(_MU + j) * CHUNK + i] = means[n, j]
-                b[(_S + j) * CHUNK + i] = scales[n, j]
-            for j in range(4):
-                b[(_Q + j) * CHUNK + i] = quats[n, j]
-            if sh_degree >= 0:
-                for d in range(3):
-                    b[(_BSH0 + d) * CHUNK + i] = sh0[n, 0, d]
-            for k in range(3):  # zeros below degree 1 (see the forward)
-                for d in range(3):
-                    b[(_BSHN + 3 * k + d) * CHUNK + i] = shN[n, k, d] if sh_degree >= 1 else zero
+            _load(b, i, lo + i, means, quats, scales, sh0, shN, sh_degree, _BSH0, _BSHN)
         for c in range(C):
-            fx, fy, _, _, skew, lxp, lxn, lyp, lyn = _camera_constants(Ks, c, width, height)
-            V00, V01, V02, V03 = viewmats[c, 0, 0], viewmats[c, 0, 1], viewmats[c, 0, 2], viewmats[c, 0, 3]
-            V10, V11, V12, V13 = viewmats[c, 1, 0], viewmats[c, 1, 1], viewmats[c, 1, 2], viewmats[c, 1, 3]
-            V20, V21, V22, V23 = viewmats[c, 2, 0], viewmats[c, 2, 1], viewmats[c, 2, 2], viewmats[c, 2, 3]
+            fx, fy, _, _, skew, lxp, lxn, lyp, lyn = _camera(Ks, c, width, height)
+            V = _view(viewmats, c)
+            V00, V01, V02, V03, V10, V11, V12, V13, V20, V21, V22, V23 = V
             px, py, pz = campos[c, 0], campos[c, 1], campos[c, 2]
             for i in range(m):
                 n = lo + i
@@ -261,18 +267,7 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
                 vx, vy, vd = b[_VX * CHUNK + i], b[_VY * CHUNK + i], b[_VD * CHUNK + i]
                 va, vb, vc = b[_VA * CHUNK + i], b[_VB * CHUNK + i], b[_VC * CHUNK + i]
                 act = (vx != 0) | (vy != 0) | (va != 0) | (vb != 0) | (vc != 0) | (vd != 0)
-                q0, q1, q2, q3 = b[_Q * CHUNK + i], b[(_Q + 1) * CHUNK + i], b[(_Q + 2) * CHUNK + i], b[(_Q + 3) * CHUNK + i]
-                norm = np.float32(max(math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3), tiny))
-                w, x, y, z = q0 / norm, q1 / norm, q2 / norm, q3 / norm
-                R0, R1, R2 = one - two * (y * y + z * z), two * (x * y - w * z), two * (x * z + w * y)
-                R3, R4, R5 = two * (x * y + w * z), one - two * (x * x + z * z), two * (y * z - w * x)
-                R6, R7, R8 = two * (x * z - w * y), two * (y * z + w * x), one - two * (x * x + y * y)
-                s0, s1, s2 = b[_S * CHUNK + i], b[(_S + 1) * CHUNK + i], b[(_S + 2) * CHUNK + i]
-                M0, M1, M2, M3, M4, M5 = R0 * s0, R1 * s1, R2 * s2, R3 * s0, R4 * s1, R5 * s2
-                M6, M7, M8 = R6 * s0, R7 * s1, R8 * s2
-                S00, S01 = M0 * M0 + M1 * M1 + M2 * M2, M0 * M3 + M1 * M4 + M2 * M5
-                S02, S11 = M0 * M6 + M1 * M7 + M2 * M8, M3 * M3 + M4 * M4 + M5 * M5
-                S12, S22 = M3 * M6 + M4 * M7 + M5 * M8, M6 * M6 + M7 * M7 + M8 * M8
+                M = _frame(b, i)[17:]
                 mu0, mu1, mu2 = b[_MU * CHUNK + i], b[(_MU + 1) * CHUNK + i], b[(_MU + 2) * CHUNK + i]
                 tx = V00 * mu0 + V01 * mu1 + V02 * mu2 + V03
                 ty = V10 * mu0 + V11 * mu1 + V12 * mu2 + V13
@@ -286,15 +281,8 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
                 y_free = (-lyn <= uy) & (uy <= lyp)
                 txc = tz * min(max(ux, -lxn), lxp)
                 tyc = tz * min(max(uy, -lyn), lyp)
-                j00, j02 = fx / tz, -fx * txc / (tz * tz)
-                j11, j12 = fy / tz, -fy * tyc / (tz * tz)
-                a0, a1, a2 = j00 * V00 + j02 * V20, j00 * V01 + j02 * V21, j00 * V02 + j02 * V22
-                b0, b1, b2 = j11 * V10 + j12 * V20, j11 * V11 + j12 * V21, j11 * V12 + j12 * V22
-                ua0, ua1, ua2 = S00 * a0 + S01 * a1 + S02 * a2, S01 * a0 + S11 * a1 + S12 * a2, S02 * a0 + S12 * a1 + S22 * a2
-                ub0, ub1, ub2 = S00 * b0 + S01 * b1 + S02 * b2, S01 * b0 + S11 * b1 + S12 * b2, S02 * b0 + S12 * b1 + S22 * b2
-                c00 = a0 * ua0 + a1 * ua1 + a2 * ua2 + eps2d
-                c01 = a0 * ub0 + a1 * ub1 + a2 * ub2
-                c11 = b0 * ub0 + b1 * ub1 + b2 * ub2 + eps2d
+                a0, a1, a2, b0, b1, b2, ua0, ua1, ua2, ub0, ub1, ub2, c00, c01, c11 = _cov2d(M, V, fx, fy, tz, txc,
+                                                                                         tyc, eps2d)
                 det = c00 * c11 - c01 * c01
                 inv = one / max(det, det_min)
                 d_ds = -(va * c11 - vb * c01 + vc * c00) * inv * inv if det >= det_min else zero
@@ -359,15 +347,8 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
                         j = (_DMU + 2) * CHUNK + i
                         b[j] += (gz - ez * dot) / dn
         for i in range(m):  # Sigma = M M^T -> scales and quaternions (project_cpu._project_bwd's last part)
-            q0, q1, q2, q3 = b[_Q * CHUNK + i], b[(_Q + 1) * CHUNK + i], b[(_Q + 2) * CHUNK + i], b[(_Q + 3) * CHUNK + i]
-            qnorm = np.float32(max(math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3), tiny))
-            w, x, y, z = q0 / qnorm, q1 / qnorm, q2 / qnorm, q3 / qnorm
-            R0, R1, R2 = one - two * (y * y + z * z), two * (x * y - w * z), two * (x * z + w * y)
-            R3, R4, R5 = two * (x * y + w * z), one - two * (x * x + z * z), two * (y * z - w * x)
-            R6, R7, R8 = two * (x * z - w * y), two * (y * z + w * x), one - two * (x * x + y * y)
-            s0, s1, s2 = b[_S * CHUNK + i], b[(_S + 1) * CHUNK + i], b[(_S + 2) * CHUNK + i]
-            m00, m01, m02, m10, m11, m12 = R0 * s0, R1 * s1, R2 * s2, R3 * s0, R4 * s1, R5 * s2
-            m20, m21, m22 = R6 * s0, R7 * s1, R8 * s2
+            w, x, y, z, qnorm, R0, R1, R2, R3, R4, R5, R6, R7, R8, s0, s1, s2, m00, m01, m02, m10, m11, m12, m20, m21, m22 = \
+                _frame(b, i)
             G00, G01, G02 = b[_G00 * CHUNK + i], b[_G01 * CHUNK + i], b[_G02 * CHUNK + i]
             G11, G12, G22 = b[_G11 * CHUNK + i], b[_G12 * CHUNK + i], b[_G22 * CHUNK + i]
             e00 = G00 * m00 + G01 * m10 + G02 * m20
