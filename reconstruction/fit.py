@@ -62,7 +62,8 @@ class FitConfig:
     lr_means: float = 1.6e-4  # times the scene scale; decays exponentially to lr_means_final_ratio of it
     lr_means_final_ratio: float = 0.01
     dense_views: int = 32  # a scene with at least this many fitted views moves its means with
-    lr_means_dense: float = 1.5  # lr_means times this (``means_lr``; 1: off)
+    lr_means_dense: float = 1.5  # lr_means times this (``means_lr``; 1: off) and fits SH up to
+    sh_degree_dense: int = 3  # this degree (``scheduled``; a continuation keeps its start's degree)
     lr_scales: float = 5e-3
     lr_quats: float = 1e-3
     lr_opacities: float = 5e-2
@@ -90,8 +91,9 @@ class FitConfig:
                            f"{self.steps_max}, {self.steps_per_mpx}")
         if self.init not in INITS:
             raise FitError(f"init must be one of {INITS}, got {self.init!r}")
-        if not 0 <= self.sh_degree <= 3:
-            raise FitError(f"sh_degree must be in 0..3, got {self.sh_degree}")
+        if not (0 <= self.sh_degree <= 3 and 0 <= self.sh_degree_dense <= 3):
+            raise FitError(f"sh_degree and sh_degree_dense must be in 0..3, got {self.sh_degree}, "
+                           f"{self.sh_degree_dense}")
         if self.dense_views < 1 or self.lr_means_dense <= 0:
             raise FitError(f"need dense_views >= 1 and lr_means_dense > 0, got {self.dense_views}, "
                            f"{self.lr_means_dense}")
@@ -174,24 +176,28 @@ def ssim_map(x: Tensor, y: Tensor, window: int = 11) -> Tensor:
     return num / (den + 1e-12)
 
 
-def scheduled(config: FitConfig, num_views: int, height: int, width: int) -> FitConfig:
+def scheduled(config: FitConfig, num_views: int, height: int, width: int, continuing: bool = False) -> FitConfig:
     """``config`` with its step count and densification schedule fixed for a scene of ``num_views`` training
     views of ``height`` x ``width``: ``steps`` as given, or (0) ``steps_per_mpx`` per million training pixels
     clamped to [steps_min, steps_max]; ``refine_every`` at least one pass over the views (so each densification
-    has seen every view's gradients). The other fractions (refine_stop_ratio, lr decay) follow the steps."""
+    has seen every view's gradients); from ``dense_views`` views on, SH up to ``sh_degree_dense`` (unless
+    ``continuing`` a fit, which keeps its Gaussians' degree). The other fractions (refine_stop_ratio, lr decay)
+    follow the steps."""
     steps = config.steps
     if steps == 0:
         mpx = num_views * height * width / 1e6
         steps = int(round(min(max(config.steps_per_mpx * mpx, config.steps_min), config.steps_max)))
     passes = math.ceil(num_views / config.batch_views)
-    return replace(config, steps=steps, refine_every=max(config.refine_every, passes))
+    dense = num_views >= config.dense_views and not continuing
+    return replace(config, steps=steps, refine_every=max(config.refine_every, passes),
+                   sh_degree=config.sh_degree_dense if dense else config.sh_degree)
 
 
 def means_lr(config: FitConfig, num_views: int) -> float:
     """The means' initial learning rate (before the scene scale) for ``num_views`` fitted views: ``lr_means``,
     times ``lr_means_dense`` from ``dense_views`` views on. Measured (README, issue 20): 1.5x gained 0.11 dB on
     lego's 80 views and 0.01-0.05 dB on 32-view procedural orbits, but cost 0.04 dB on average (up to 0.37) on
-    4-view orbits, where positions overfit the few views."""
+    4-view orbits, where positions overfit the few views. (The SH degree of dense scenes: ``scheduled``.)"""
     return config.lr_means * (config.lr_means_dense if num_views >= config.dense_views else 1.0)
 
 
@@ -234,7 +240,7 @@ def fit(images: Tensor, cameras: Cameras, config: FitConfig | None = None, backe
     check_views(images, cameras)
     if images.device.type == "cpu":
         warn_if_spinning()
-    cfg = scheduled(config or FitConfig(), images.shape[0], images.shape[2], images.shape[3])
+    cfg = scheduled(config or FitConfig(), images.shape[0], images.shape[2], images.shape[3], start is not None)
     with profiling() if profile else nullcontext() as totals:
         result = _fit(images, cameras, cfg, backend, progress, start)
     result.profile = totals

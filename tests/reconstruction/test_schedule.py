@@ -40,6 +40,24 @@ def test_dense_scenes_move_their_means_faster():
         FitConfig(dense_views=0)
 
 
+def test_dense_scenes_fit_higher_sh_and_continuations_keep_their_degree(blob_views):
+    cfg = FitConfig()
+    assert (cfg.sh_degree, cfg.sh_degree_dense) == (1, 3)
+    assert scheduled(cfg, 4, 128, 128).sh_degree == scheduled(cfg, 31, 100, 100).sh_degree == 1
+    assert scheduled(cfg, 32, 100, 100).sh_degree == scheduled(cfg, 80, 100, 100).sh_degree == 3
+    assert scheduled(cfg, 80, 100, 100, continuing=True).sh_degree == 1  # a start's Gaussians fix the degree
+    with pytest.raises(FitError, match="sh_degree_dense"):
+        FitConfig(sh_degree_dense=4)
+    images, cams = blob_views
+    small = FitConfig(steps=6, init_points=200, sh_every=2, dense_views=len(cams), early_stop_tol=0.0)
+    dense = fit(images, cams, small, backend="cpu")
+    assert dense.gaussians.sh_degree == dense.config.sh_degree == 3
+    sparse = fit(images[:4], cams[[0, 1, 2, 3]], small, backend="cpu")
+    assert sparse.gaussians.sh_degree == 1
+    more = fit(images, cams, small, backend="cpu", start=sparse.gaussians)  # dense views, degree-1 start
+    assert more.gaussians.sh_degree == 1
+
+
 def test_fit_with_auto_steps_runs_the_scheduled_count(blob_views):
     images, cams = blob_views
     cfg = FitConfig(steps_per_mpx=2000.0, steps_min=5, init_points=300, early_stop_tol=0.0)
