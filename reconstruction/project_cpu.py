@@ -385,13 +385,13 @@ def _project_bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, he
 
 
 def _kernels(sh_degree: int):
-    """(forward, backward) kernels for an SH degree: the SIMD ones of ``project_simd`` up to degree 1 (equal bit
-    for bit), the scalar ones of this module above it."""
-    if sh_degree <= 1:
-        from reconstruction.project_simd import project_bwd_simd, project_fwd_simd
+    """(forward, backward) kernels for an SH degree: the SIMD ones of ``project_simd`` (equal to this module's
+    scalar kernels bit for bit; one pair for degree <= 1, one for degrees 2-3)."""
+    from reconstruction import project_simd as simd
 
-        return project_fwd_simd, project_bwd_simd
-    return _project_fwd, _project_bwd
+    if sh_degree <= 1:
+        return simd.project_fwd_simd, simd.project_bwd_simd
+    return simd.project_fwd_simd3, simd.project_bwd_simd3
 
 
 def _np(x: torch.Tensor, dtype=np.float32) -> np.ndarray:

@@ -21,17 +21,19 @@ from numba import njit, prange
 
 from reconstruction.project_cpu import ALPHA_MIN, CHUNK, SH_C0, SH_C1, _camera
 
-# Forward planes: inputs, then outputs.
-_MU, _Q, _S, _OP, _EXT, _SH0, _SHN = 0, 3, 7, 10, 11, 12, 15  # SHN: plane _SHN + 3 * k + d (k < 3)
-_RX, _RY, _MX, _MY, _DEPTH, _CA, _CB, _CC, _COL = 24, 25, 26, 27, 28, 29, 30, 31, 32
-_FWD_PLANES = 35
-# Backward planes: inputs (_MU, _Q, _S as in the forward, then sh0 and shN at 10 and 13), one camera's output
-# gradients, the accumulators over cameras and the final gradients.
-_BSH0, _BSHN = 10, 13
-_VX, _VY, _VD, _VA, _VB, _VC, _VCOL = 22, 23, 24, 25, 26, 27, 28
-_G00, _G01, _G02, _G11, _G12, _G22, _DMU, _VSH0, _VSHN = 31, 32, 33, 34, 35, 36, 37, 40, 43
-_VQUATS, _VSCALES = 52, 56  # the gradient of the means is the _DMU planes
-_BWD_PLANES = 59
+# Planes of one chunk's buffer, every offset a constant (LLVM then proves the planes disjoint): the SH
+# coefficients k >= 1 come last, K - 1 of them per channel (K: coefficients per channel the kernel handles, 4 for
+# degree <= 1, 16 for degrees 2-3), so only the buffer's length depends on K.
+# Forward: inputs, outputs, then coefficient k >= 1 of channel d at _SHN + 3 * (k - 1) + d.
+_MU, _Q, _S, _OP, _EXT, _SH0 = 0, 3, 7, 10, 11, 12
+_RX, _RY, _MX, _MY, _DEPTH, _CA, _CB, _CC, _COL = 15, 16, 17, 18, 19, 20, 21, 22, 23
+_SHN = 26
+# Backward: inputs, one camera's output gradients, the accumulators over cameras, the final gradients, then per
+# coefficient k >= 1 its three channels at _BSHN + 6 * (k - 1) + d and their gradients 3 planes further.
+_BSH0 = 10
+_VX, _VY, _VD, _VA, _VB, _VC, _VCOL = 13, 14, 15, 16, 17, 18, 19
+_G00, _G01, _G02, _G11, _G12, _G22, _DMU, _VSH0, _VQUATS, _VSCALES = 22, 23, 24, 25, 26, 27, 28, 31, 34, 38
+_BSHN = 41
 
 
 @njit(cache=True)
@@ -43,20 +45,32 @@ def _view(viewmats, c):
 
 
 @njit(inline="always")
-def _load(b, i, n, means, quats, scales, sh0, shN, sh_degree, sh0_plane, shN_plane):
-    """Copy Gaussian n's means, scales, quaternion and SH coefficients of degree <= 1 into column i of the planes
-    (shN planes zero below degree 1: the degree-1 sum then equals the degree-0 one)."""
+def _load(b, lo, m, means, quats, scales, sh0, shN, sh_degree, ncoef, sh0_plane, shN_plane, stride, K):
+    """Copy Gaussians lo .. lo + m - 1 (means, scales, quaternions, SH coefficients) into the planes, plane by
+    plane: the first ``ncoef`` of shN's coefficients (those the active degree uses), zeros for the rest up to
+    K - 1 (adding their zero terms leaves every sum as the scalar kernel's shorter one); coefficient k >= 1 at
+    ``shN_plane + stride * (k - 1)``."""
     for j in range(3):
-        b[(_MU + j) * CHUNK + i] = means[n, j]
-        b[(_S + j) * CHUNK + i] = scales[n, j]
+        for i in range(m):
+            b[(_MU + j) * CHUNK + i] = means[lo + i, j]
+        for i in range(m):
+            b[(_S + j) * CHUNK + i] = scales[lo + i, j]
     for j in range(4):
-        b[(_Q + j) * CHUNK + i] = quats[n, j]
+        for i in range(m):
+            b[(_Q + j) * CHUNK + i] = quats[lo + i, j]
     if sh_degree >= 0:
         for d in range(3):
-            b[(sh0_plane + d) * CHUNK + i] = sh0[n, 0, d]
-    for k in range(3):
+            for i in range(m):
+                b[(sh0_plane + d) * CHUNK + i] = sh0[lo + i, 0, d]
+    for k in range(K - 1):
         for d in range(3):
-            b[(shN_plane + 3 * k + d) * CHUNK + i] = shN[n, k, d] if sh_degree >= 1 else np.float32(0.0)
+            p = (shN_plane + stride * k + d) * CHUNK
+            if k < ncoef:
+                for i in range(m):
+                    b[p + i] = shN[lo + i, k, d]
+            else:
+                for i in range(m):
+                    b[p + i] = np.float32(0.0)
 
 
 @njit(inline="always")
@@ -97,21 +111,51 @@ def _cov2d(M, V, fx, fy, tz, txc, tyc, eps2d):
 
 
 @njit(inline="always")
-def _bases1(ex, ey, ez):
-    """SH bases 1-3 at the unit direction, rounded to float32 from float64 products as ``_sh_bases`` stores
-    them (basis 0 is the constant ``SH_C0``)."""
-    return np.float32(SH_C1 * ey), np.float32(-SH_C1 * ez), np.float32(SH_C1 * ex)
+def _bases(x, y, z, K):
+    """The SH bases at the unit direction as ``project_cpu._sh_bases`` stores them (float64 expressions rounded to
+    float32): 16 values, those past K - 1 zero."""
+    f = np.float32
+    k4 = k5 = k6 = k7 = k8 = k9 = k10 = k11 = k12 = k13 = k14 = k15 = f(0.0)
+    if K > 4:
+        fB = -1.092548430592079 * z
+        fA = 0.5462742152960395
+        c1 = x * x - y * y
+        s1 = 2.0 * x * y
+        k4, k5, k6 = f(fA * s1), f(fB * y), f(0.9461746957575601 * z * z - 0.3153915652525201)
+        k7, k8 = f(fB * x), f(fA * c1)
+        fC = -2.285228997322329 * z * z + 0.4570457994644658
+        fB3 = 1.445305721320277 * z
+        fA3 = -0.5900435899266435
+        c2 = x * c1 - y * s1
+        s2 = x * s1 + y * c1
+        k9, k10, k11 = f(fA3 * s2), f(fB3 * s1), f(fC * y)
+        k12 = f(z * (1.865881662950577 * z * z - 1.119528997770346))
+        k13, k14, k15 = f(fC * x), f(fB3 * c1), f(fA3 * c2)
+    return (f(SH_C0), f(SH_C1 * y), f(-SH_C1 * z), f(SH_C1 * x), k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14,
+            k15)
 
 
 @njit(inline="always")
-def _shade1(k1, k2, k3, b, d, i):
-    """Channel d's SH sum of degree 1 from the forward planes (zero shN planes for degree 0), in
-    ``_project_fwd``'s order."""
+def _shade(kb, b, d, i, sh0_plane, shN_plane, stride, K):
+    """Channel d's SH sum over the K bases ``kb`` and the coefficient planes, in ``_project_fwd``'s order."""
     acc = np.float32(0.0)
-    acc += np.float32(SH_C0) * b[(_SH0 + d) * CHUNK + i]
-    acc += k1 * b[(_SHN + d) * CHUNK + i]
-    acc += k2 * b[(_SHN + 3 + d) * CHUNK + i]
-    acc += k3 * b[(_SHN + 6 + d) * CHUNK + i]
+    acc += kb[0] * b[(sh0_plane + d) * CHUNK + i]
+    acc += kb[1] * b[(shN_plane + d) * CHUNK + i]
+    acc += kb[2] * b[(shN_plane + stride + d) * CHUNK + i]
+    acc += kb[3] * b[(shN_plane + 2 * stride + d) * CHUNK + i]
+    if K > 4:
+        acc += kb[4] * b[(shN_plane + 3 * stride + d) * CHUNK + i]
+        acc += kb[5] * b[(shN_plane + 4 * stride + d) * CHUNK + i]
+        acc += kb[6] * b[(shN_plane + 5 * stride + d) * CHUNK + i]
+        acc += kb[7] * b[(shN_plane + 6 * stride + d) * CHUNK + i]
+        acc += kb[8] * b[(shN_plane + 7 * stride + d) * CHUNK + i]
+        acc += kb[9] * b[(shN_plane + 8 * stride + d) * CHUNK + i]
+        acc += kb[10] * b[(shN_plane + 9 * stride + d) * CHUNK + i]
+        acc += kb[11] * b[(shN_plane + 10 * stride + d) * CHUNK + i]
+        acc += kb[12] * b[(shN_plane + 11 * stride + d) * CHUNK + i]
+        acc += kb[13] * b[(shN_plane + 12 * stride + d) * CHUNK + i]
+        acc += kb[14] * b[(shN_plane + 13 * stride + d) * CHUNK + i]
+        acc += kb[15] * b[(shN_plane + 14 * stride + d) * CHUNK + i]
     return acc
 
 
@@ -119,6 +163,22 @@ def _shade1(k1, k2, k3, b, d, i):
 def project_fwd_simd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near,
                      far, radius_clip, sh_degree):
     """``project_cpu._project_fwd`` for ``sh_degree`` in (-1, 0, 1): the same arguments and outputs."""
+    return _fwd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
+                radius_clip, sh_degree, 4)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def project_fwd_simd3(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near,
+                      far, radius_clip, sh_degree):
+    """``project_cpu._project_fwd`` for ``sh_degree`` 2 or 3: the same arguments and outputs."""
+    return _fwd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
+                radius_clip, sh_degree, 16)
+
+
+@njit(inline="always")
+def _fwd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
+         radius_clip, sh_degree, K):
+    """The forward kernels' body for K SH coefficients per channel (a constant in each kernel)."""
     N = means.shape[0]
     C = viewmats.shape[0]
     radii = np.zeros((C, N, 2), np.int32)
@@ -129,13 +189,14 @@ def project_fwd_simd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, ca
     one, two, zero, half = np.float32(1.0), np.float32(2.0), np.float32(0.0), np.float32(0.5)
     tiny, det_min, inf = np.float32(1e-12), np.float32(1e-10), np.float32(np.inf)
     w_img, h_img = np.float32(width), np.float32(height)
+    ncoef = min(shN.shape[1], (sh_degree + 1) * (sh_degree + 1) - 1)
     for chunk in prange((N + CHUNK - 1) // CHUNK):
         lo = chunk * CHUNK
         m = min(N, lo + CHUNK) - lo
-        b = np.empty(_FWD_PLANES * CHUNK, np.float32)
+        b = np.empty((_SHN + 3 * (K - 1)) * CHUNK, np.float32)
+        _load(b, lo, m, means, quats, scales, sh0, shN, sh_degree, ncoef, _SH0, _SHN, 3, K)
         for i in range(m):
             n = lo + i
-            _load(b, i, n, means, quats, scales, sh0, shN, sh_degree, _SH0, _SHN)
             op = opacities[n]
             b[_OP * CHUNK + i] = op
             b[_EXT * CHUNK + i] = min(math.sqrt(np.float32(2.0) * math.log(max(op, ALPHA_MIN) / ALPHA_MIN)),
@@ -179,11 +240,11 @@ def project_fwd_simd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, ca
                 if sh_degree >= 0:  # loop-invariant: LLVM unswitches it
                     dx, dy, dz = mu0 - px, mu1 - py, mu2 - pz
                     dn = max(math.sqrt(dx * dx + dy * dy + dz * dz), tiny)
-                    k1, k2, k3 = _bases1(dx / dn, dy / dn, dz / dn)
+                    kb = _bases(dx / dn, dy / dn, dz / dn, K)
                     # the three channels written out: a loop over them here stops the vectoriser
-                    b[_COL * CHUNK + i] = max(_shade1(k1, k2, k3, b, 0, i) + half, zero)
-                    b[(_COL + 1) * CHUNK + i] = max(_shade1(k1, k2, k3, b, 1, i) + half, zero)
-                    b[(_COL + 2) * CHUNK + i] = max(_shade1(k1, k2, k3, b, 2, i) + half, zero)
+                    b[_COL * CHUNK + i] = max(_shade(kb, b, 0, i, _SH0, _SHN, 3, K) + half, zero)
+                    b[(_COL + 1) * CHUNK + i] = max(_shade(kb, b, 1, i, _SH0, _SHN, 3, K) + half, zero)
+                    b[(_COL + 2) * CHUNK + i] = max(_shade(kb, b, 2, i, _SH0, _SHN, 3, K) + half, zero)
             for i in range(m):
                 n = lo + i
                 radii[c, n, 0] = np.int32(b[_RX * CHUNK + i])
@@ -201,37 +262,113 @@ def project_fwd_simd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, ca
 
 
 @njit(inline="always")
-def _shade1_bwd(k1, k2, k3, b, d, i, vcol, sums):
-    """Channel d of ``_project_bwd``'s SH gradient for degree <= 1: where the clamp passes it (and ``vcol`` is
-    not 0), add the bases times ``vcol`` to the coefficients' gradient planes; returns ``sums`` (w0..w3, the
-    per-basis sums of coefficient times ``vcol`` over channels) updated."""
-    acc = np.float32(0.0)
-    acc += np.float32(SH_C0) * b[(_BSH0 + d) * CHUNK + i]
-    acc += k1 * b[(_BSHN + d) * CHUNK + i]
-    acc += k2 * b[(_BSHN + 3 + d) * CHUNK + i]
-    acc += k3 * b[(_BSHN + 6 + d) * CHUNK + i]
-    on = not ((acc + np.float32(0.5) < 0) | (vcol == 0))
-    w0, w1, w2, w3 = sums
+def _shade_bwd(kb, b, d, i, vcol, sums, K):
+    """Channel d of ``_project_bwd``'s SH gradient over the K bases ``kb``: where the clamp passes it (and ``vcol``
+    is not 0), add the bases times ``vcol`` to the coefficients' gradient planes;
+    returns ``sums`` (16: per basis, coefficient times ``vcol`` summed over channels) updated."""
+    on = not ((_shade(kb, b, d, i, _BSH0, _BSHN, 6, K) + np.float32(0.5) < 0) | (vcol == 0))
+    w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15 = sums
     j = (_VSH0 + d) * CHUNK + i
-    b[j] = b[j] + np.float32(SH_C0) * vcol if on else b[j]
-    j = (_VSHN + d) * CHUNK + i
-    b[j] = b[j] + k1 * vcol if on else b[j]
-    j = (_VSHN + 3 + d) * CHUNK + i
-    b[j] = b[j] + k2 * vcol if on else b[j]
-    j = (_VSHN + 6 + d) * CHUNK + i
-    b[j] = b[j] + k3 * vcol if on else b[j]
+    b[j] = b[j] + kb[0] * vcol if on else b[j]
     w0 = w0 + b[(_BSH0 + d) * CHUNK + i] * vcol if on else w0
-    w1 = w1 + b[(_BSHN + d) * CHUNK + i] * vcol if on else w1
-    w2 = w2 + b[(_BSHN + 3 + d) * CHUNK + i] * vcol if on else w2
-    w3 = w3 + b[(_BSHN + 6 + d) * CHUNK + i] * vcol if on else w3
-    return w0, w1, w2, w3
+    j = (_BSHN + 3 + d) * CHUNK + i
+    b[j] = b[j] + kb[1] * vcol if on else b[j]
+    w1 = w1 + b[(_BSHN + 0 + d) * CHUNK + i] * vcol if on else w1
+    j = (_BSHN + 9 + d) * CHUNK + i
+    b[j] = b[j] + kb[2] * vcol if on else b[j]
+    w2 = w2 + b[(_BSHN + 6 + d) * CHUNK + i] * vcol if on else w2
+    j = (_BSHN + 15 + d) * CHUNK + i
+    b[j] = b[j] + kb[3] * vcol if on else b[j]
+    w3 = w3 + b[(_BSHN + 12 + d) * CHUNK + i] * vcol if on else w3
+    if K > 4:
+        j = (_BSHN + 21 + d) * CHUNK + i
+        b[j] = b[j] + kb[4] * vcol if on else b[j]
+        w4 = w4 + b[(_BSHN + 18 + d) * CHUNK + i] * vcol if on else w4
+        j = (_BSHN + 27 + d) * CHUNK + i
+        b[j] = b[j] + kb[5] * vcol if on else b[j]
+        w5 = w5 + b[(_BSHN + 24 + d) * CHUNK + i] * vcol if on else w5
+        j = (_BSHN + 33 + d) * CHUNK + i
+        b[j] = b[j] + kb[6] * vcol if on else b[j]
+        w6 = w6 + b[(_BSHN + 30 + d) * CHUNK + i] * vcol if on else w6
+        j = (_BSHN + 39 + d) * CHUNK + i
+        b[j] = b[j] + kb[7] * vcol if on else b[j]
+        w7 = w7 + b[(_BSHN + 36 + d) * CHUNK + i] * vcol if on else w7
+        j = (_BSHN + 45 + d) * CHUNK + i
+        b[j] = b[j] + kb[8] * vcol if on else b[j]
+        w8 = w8 + b[(_BSHN + 42 + d) * CHUNK + i] * vcol if on else w8
+        j = (_BSHN + 51 + d) * CHUNK + i
+        b[j] = b[j] + kb[9] * vcol if on else b[j]
+        w9 = w9 + b[(_BSHN + 48 + d) * CHUNK + i] * vcol if on else w9
+        j = (_BSHN + 57 + d) * CHUNK + i
+        b[j] = b[j] + kb[10] * vcol if on else b[j]
+        w10 = w10 + b[(_BSHN + 54 + d) * CHUNK + i] * vcol if on else w10
+        j = (_BSHN + 63 + d) * CHUNK + i
+        b[j] = b[j] + kb[11] * vcol if on else b[j]
+        w11 = w11 + b[(_BSHN + 60 + d) * CHUNK + i] * vcol if on else w11
+        j = (_BSHN + 69 + d) * CHUNK + i
+        b[j] = b[j] + kb[12] * vcol if on else b[j]
+        w12 = w12 + b[(_BSHN + 66 + d) * CHUNK + i] * vcol if on else w12
+        j = (_BSHN + 75 + d) * CHUNK + i
+        b[j] = b[j] + kb[13] * vcol if on else b[j]
+        w13 = w13 + b[(_BSHN + 72 + d) * CHUNK + i] * vcol if on else w13
+        j = (_BSHN + 81 + d) * CHUNK + i
+        b[j] = b[j] + kb[14] * vcol if on else b[j]
+        w14 = w14 + b[(_BSHN + 78 + d) * CHUNK + i] * vcol if on else w14
+        j = (_BSHN + 87 + d) * CHUNK + i
+        b[j] = b[j] + kb[15] * vcol if on else b[j]
+        w15 = w15 + b[(_BSHN + 84 + d) * CHUNK + i] * vcol if on else w15
+    return (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15)
+
+
+@njit(inline="always")
+def _dir_grad(x, y, z, w, K):
+    """``project_cpu._sh_dir_grad`` for degree 1 (K = 4) or 3 (K = 16; with zero sums past a lower degree's
+    bases), its float64 sums rounded to float32: the colours' gradient w.r.t. the direction."""
+    w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15 = w
+    gx = gy = gz = 0.0
+    gx += SH_C1 * w3
+    gy += SH_C1 * w1
+    gz -= SH_C1 * w2
+    if K > 4:
+        fB = -1.092548430592079
+        fA = 0.5462742152960395
+        gx += 2.0 * fA * (y * w4 + x * w8) + fB * z * w7
+        gy += 2.0 * fA * (x * w4 - y * w8) + fB * z * w5
+        gz += fB * (y * w5 + x * w7) + 2.0 * 0.9461746957575601 * z * w6
+        fC = -2.285228997322329 * z * z + 0.4570457994644658
+        dfC = -2.0 * 2.285228997322329 * z
+        fB3 = 1.445305721320277
+        fA3 = -0.5900435899266435
+        sq = 3.0 * (x * x - y * y)
+        xy6 = 6.0 * x * y
+        gx += fA3 * (xy6 * w9 + sq * w15) + 2.0 * fB3 * z * (y * w10 + x * w14) + fC * w13
+        gy += fA3 * (sq * w9 - xy6 * w15) + 2.0 * fB3 * z * (x * w10 - y * w14) + fC * w11
+        gz += (fB3 * (2.0 * x * y * w10 + (x * x - y * y) * w14) + dfC * (y * w11 + x * w13)
+               + (3.0 * 1.865881662950577 * z * z - 1.119528997770346) * w12)
+    return np.float32(gx), np.float32(gy), np.float32(gz)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
                      sh_degree, v_means2d, v_depths, v_conics, v_colors):
-    """``project_cpu._project_bwd`` for ``sh_degree`` in (-1, 0, 1): the same arguments and outputs. A
-    Gaussian whose output gradients are all 0 in a camera adds nothing for it (the scalar kernel skips it)."""
+    """``project_cpu._project_bwd`` for ``sh_degree`` in (-1, 0, 1): the same arguments and outputs."""
+    return _bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
+                v_means2d, v_depths, v_conics, v_colors, 4)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def project_bwd_simd3(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
+                      sh_degree, v_means2d, v_depths, v_conics, v_colors):
+    """``project_cpu._project_bwd`` for ``sh_degree`` 2 or 3: the same arguments and outputs."""
+    return _bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
+                v_means2d, v_depths, v_conics, v_colors, 16)
+
+
+@njit(inline="always")
+def _bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
+         v_means2d, v_depths, v_conics, v_colors, K):
+    """The backward kernels' body for K SH coefficients per channel. A Gaussian whose output gradients are all 0
+    in a camera adds nothing for it (the scalar kernel skips it)."""
     N = means.shape[0]
     C = viewmats.shape[0]
     v_means = np.zeros((N, 3), np.float32)
@@ -241,12 +378,12 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
     v_shN = np.zeros(shN.shape, np.float32)
     zero, one, two = np.float32(0.0), np.float32(1.0), np.float32(2.0)
     tiny, det_min = np.float32(1e-12), np.float32(1e-10)
+    ncoef = min(shN.shape[1], (sh_degree + 1) * (sh_degree + 1) - 1)
     for chunk in prange((N + CHUNK - 1) // CHUNK):
         lo = chunk * CHUNK
         m = min(N, lo + CHUNK) - lo
-        b = np.zeros(_BWD_PLANES * CHUNK, np.float32)  # the accumulators start at 0
-        for i in range(m):
-            _load(b, i, lo + i, means, quats, scales, sh0, shN, sh_degree, _BSH0, _BSHN)
+        b = np.zeros((_BSHN + 6 * (K - 1)) * CHUNK, np.float32)  # the accumulators start at 0
+        _load(b, lo, m, means, quats, scales, sh0, shN, sh_degree, ncoef, _BSH0, _BSHN, 6, K)
         for c in range(C):
             fx, fy, _, _, skew, lxp, lxn, lyp, lyn = _camera(Ks, c, width, height)
             V = _view(viewmats, c)
@@ -255,17 +392,17 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
             for i in range(m):
                 n = lo + i
                 b[_VX * CHUNK + i] = v_means2d[c, n, 0]
-                b[_VY * CHUNK + i] = v_means2d[c, n, 1]
-                b[_VD * CHUNK + i] = v_depths[c, n]
-                b[_VA * CHUNK + i] = v_conics[c, n, 0]
-                b[_VB * CHUNK + i] = v_conics[c, n, 1]
-                b[_VC * CHUNK + i] = v_conics[c, n, 2]
+                b[(_VX + 1) * CHUNK + i] = v_means2d[c, n, 1]
+                b[(_VX + 2) * CHUNK + i] = v_depths[c, n]
+                b[(_VX + 3) * CHUNK + i] = v_conics[c, n, 0]
+                b[(_VX + 4) * CHUNK + i] = v_conics[c, n, 1]
+                b[(_VX + 5) * CHUNK + i] = v_conics[c, n, 2]
                 if sh_degree >= 0:
                     for d in range(3):
-                        b[(_VCOL + d) * CHUNK + i] = v_colors[c, n, d]
+                        b[(_VX + 6 + d) * CHUNK + i] = v_colors[c, n, d]
             for i in range(m):  # the SIMD loop
-                vx, vy, vd = b[_VX * CHUNK + i], b[_VY * CHUNK + i], b[_VD * CHUNK + i]
-                va, vb, vc = b[_VA * CHUNK + i], b[_VB * CHUNK + i], b[_VC * CHUNK + i]
+                vx, vy, vd = b[_VX * CHUNK + i], b[(_VX + 1) * CHUNK + i], b[(_VX + 2) * CHUNK + i]
+                va, vb, vc = b[(_VX + 3) * CHUNK + i], b[(_VX + 4) * CHUNK + i], b[(_VX + 5) * CHUNK + i]
                 act = (vx != 0) | (vy != 0) | (va != 0) | (vb != 0) | (vc != 0) | (vd != 0)
                 M = _frame(b, i)[17:]
                 mu0, mu1, mu2 = b[_MU * CHUNK + i], b[(_MU + 1) * CHUNK + i], b[(_MU + 2) * CHUNK + i]
@@ -292,15 +429,15 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
                 p00, p11 = two * v00, two * v11
                 j = _G00 * CHUNK + i
                 b[j] = b[j] + (p00 * a0 * a0 + two * v01 * a0 * b0 + p11 * b0 * b0) if act else b[j]
-                j = _G11 * CHUNK + i
+                j = (_G00 + 3) * CHUNK + i
                 b[j] = b[j] + (p00 * a1 * a1 + two * v01 * a1 * b1 + p11 * b1 * b1) if act else b[j]
-                j = _G22 * CHUNK + i
+                j = (_G00 + 5) * CHUNK + i
                 b[j] = b[j] + (p00 * a2 * a2 + two * v01 * a2 * b2 + p11 * b2 * b2) if act else b[j]
-                j = _G01 * CHUNK + i
+                j = (_G00 + 1) * CHUNK + i
                 b[j] = b[j] + (p00 * a0 * a1 + v01 * (a0 * b1 + b0 * a1) + p11 * b0 * b1) if act else b[j]
-                j = _G02 * CHUNK + i
+                j = (_G00 + 2) * CHUNK + i
                 b[j] = b[j] + (p00 * a0 * a2 + v01 * (a0 * b2 + b0 * a2) + p11 * b0 * b2) if act else b[j]
-                j = _G12 * CHUNK + i
+                j = (_G00 + 4) * CHUNK + i
                 b[j] = b[j] + (p00 * a1 * a2 + v01 * (a1 * b2 + b1 * a2) + p11 * b1 * b2) if act else b[j]
                 da0, da1, da2 = p00 * ua0 + v01 * ub0, p00 * ua1 + v01 * ub1, p00 * ua2 + v01 * ub2
                 db0, db1, db2 = p11 * ub0 + v01 * ua0, p11 * ub1 + v01 * ua1, p11 * ub2 + v01 * ua2
@@ -330,15 +467,14 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
                     dx, dy, dz = mu0 - px, mu1 - py, mu2 - pz
                     dn = max(math.sqrt(dx * dx + dy * dy + dz * dz), tiny)
                     ex, ey, ez = dx / dn, dy / dn, dz / dn
-                    k1, k2, k3 = _bases1(ex, ey, ez)
-                    sums = (zero, zero, zero, zero)
-                    sums = _shade1_bwd(k1, k2, k3, b, 0, i, b[_VCOL * CHUNK + i], sums)  # the channels written
-                    sums = _shade1_bwd(k1, k2, k3, b, 1, i, b[(_VCOL + 1) * CHUNK + i], sums)  # out, as in
-                    sums = _shade1_bwd(k1, k2, k3, b, 2, i, b[(_VCOL + 2) * CHUNK + i], sums)  # the forward
-                    if sh_degree > 0:  # _sh_dir_grad of degree 1, in float64 as there
-                        gx = np.float32(0.0 + SH_C1 * sums[3])
-                        gy = np.float32(0.0 + SH_C1 * sums[1])
-                        gz = np.float32(0.0 - SH_C1 * sums[2])
+                    kb = _bases(ex, ey, ez, K)
+                    sums = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero,
+                            zero)
+                    sums = _shade_bwd(kb, b, 0, i, b[(_VX + 6) * CHUNK + i], sums, K)  # the channels
+                    sums = _shade_bwd(kb, b, 1, i, b[(_VX + 7) * CHUNK + i], sums, K)  # written out,
+                    sums = _shade_bwd(kb, b, 2, i, b[(_VX + 8) * CHUNK + i], sums, K)  # as forward
+                    if sh_degree > 0:
+                        gx, gy, gz = _dir_grad(ex, ey, ez, sums, K)
                         dot = gx * ex + gy * ey + gz * ez
                         j = _DMU * CHUNK + i
                         b[j] += (gx - ex * dot) / dn
@@ -349,8 +485,8 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
         for i in range(m):  # Sigma = M M^T -> scales and quaternions (project_cpu._project_bwd's last part)
             w, x, y, z, qnorm, R0, R1, R2, R3, R4, R5, R6, R7, R8, s0, s1, s2, m00, m01, m02, m10, m11, m12, m20, m21, m22 = \
                 _frame(b, i)
-            G00, G01, G02 = b[_G00 * CHUNK + i], b[_G01 * CHUNK + i], b[_G02 * CHUNK + i]
-            G11, G12, G22 = b[_G11 * CHUNK + i], b[_G12 * CHUNK + i], b[_G22 * CHUNK + i]
+            G00, G01, G02 = b[_G00 * CHUNK + i], b[(_G00 + 1) * CHUNK + i], b[(_G00 + 2) * CHUNK + i]
+            G11, G12, G22 = b[(_G00 + 3) * CHUNK + i], b[(_G00 + 4) * CHUNK + i], b[(_G00 + 5) * CHUNK + i]
             e00 = G00 * m00 + G01 * m10 + G02 * m20
             e01 = G00 * m01 + G01 * m11 + G02 * m21
             e02 = G00 * m02 + G01 * m12 + G02 * m22
@@ -385,8 +521,9 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
             if sh_degree >= 0:
                 for d in range(3):
                     v_sh0[n, 0, d] = b[(_VSH0 + d) * CHUNK + i]
-            if sh_degree >= 1:
-                for k in range(3):
-                    for d in range(3):
-                        v_shN[n, k, d] = b[(_VSHN + 3 * k + d) * CHUNK + i]
+        for k in range(ncoef):
+            for d in range(3):
+                p = (_BSHN + 6 * k + 3 + d) * CHUNK
+                for i in range(m):
+                    v_shN[lo + i, k, d] = b[p + i]
     return v_means, v_quats, v_scales, v_sh0, v_shN

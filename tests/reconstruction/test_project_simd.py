@@ -1,8 +1,8 @@
-"""The SIMD projection kernels (reconstruction/project_simd.py, SH degree <= 1) give the scalar kernels' outputs
+"""The SIMD projection kernels (reconstruction/project_simd.py, SH degrees -1 to 3) give the scalar kernels' outputs
 and gradients of project_cpu.py bit for bit — on scenes with Gaussians behind the camera, beyond the fov clamp,
 off-screen, with degenerate quaternions and scales, faint opacities, overflowing means, zero output gradients
 and clamped colours —
-and project_and_shade takes them exactly up to degree 1."""
+and project_and_shade takes them."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ import torch
 from mvgen.cameras import Cameras, intrinsics_from_fov, look_at
 from reconstruction import project_cpu
 from reconstruction.project_cpu import _project_bwd, _project_fwd
-from reconstruction.project_simd import project_bwd_simd, project_fwd_simd
+from reconstruction.project_simd import project_bwd_simd, project_bwd_simd3, project_fwd_simd, project_fwd_simd3
 
 W, H = 40, 32
 F32 = np.float32
@@ -52,31 +52,32 @@ def _grads_in(C: int, n: int, colours: bool, seed: int):
     return v
 
 
-@pytest.mark.parametrize("sh_degree", [-1, 0, 1])
-@pytest.mark.parametrize("coeffs", [3, 15])
+@pytest.mark.parametrize("sh_degree", [-1, 0, 1, 2, 3])
+@pytest.mark.parametrize("coeffs", ["exact", 15])
 @pytest.mark.parametrize("cams", [1, 3])
 def test_simd_kernels_equal_the_scalar_ones_bit_for_bit(sh_degree, coeffs, cams):
     n = 700  # not a multiple of the 256-Gaussian chunk
+    coeffs = max(3, (sh_degree + 1) ** 2 - 1) if coeffs == "exact" else coeffs  # or more than the degree uses
     means, quats, scales, opac, sh0, shN, V, K, campos = _scene(n, coeffs, seed=sh_degree + 3 * coeffs)
     V, K, campos = V[:cams], K[:cams], campos[:cams]
     common = (V, K, campos, W, H, F32(0.3), F32(0.01), F32(1e10))
+    fwd, bwd = (project_fwd_simd, project_bwd_simd) if sh_degree <= 1 else (project_fwd_simd3, project_bwd_simd3)
     fwd_args = (means, quats, scales, opac, sh0, shN, *common, F32(0.0), sh_degree)
-    scalar, simd = _project_fwd(*fwd_args), project_fwd_simd(*fwd_args)
+    scalar, simd = _project_fwd(*fwd_args), fwd(*fwd_args)
     radii = scalar[0]
     assert (radii > 0).any() and (radii == 0).any(), "the scene must have drawn and culled Gaussians"
     for name, a, b in zip(["radii", "means2d", "depths", "conics", "colors"], scalar, simd):
         assert a.dtype == b.dtype and a.shape == b.shape, name
         np.testing.assert_array_equal(a, b, err_msg=name)
     bwd_args = (means, quats, scales, sh0, shN, *common, sh_degree, *_grads_in(cams, n, sh_degree >= 0, seed=7))
-    scalar, simd = _project_bwd(*bwd_args), project_bwd_simd(*bwd_args)
+    scalar, simd = _project_bwd(*bwd_args), bwd(*bwd_args)
     for name, a, b in zip(["means", "quats", "scales", "sh0", "shN"], scalar, simd):
         assert a.shape == b.shape, name
         np.testing.assert_array_equal(a, b, err_msg=name)
     assert np.nanmax(np.abs(scalar[0])) > 0 and (sh_degree < 1 or np.nanmax(np.abs(scalar[4])) > 0)
 
 
-def test_simd_kernels_are_taken_up_to_degree_one():
+def test_project_and_shade_takes_the_simd_kernels():
     assert project_cpu._kernels(1) == (project_fwd_simd, project_bwd_simd)
     assert project_cpu._kernels(0)[0] is project_fwd_simd and project_cpu._kernels(-1)[1] is project_bwd_simd
-    assert project_cpu._kernels(2) == (_project_fwd, _project_bwd)
-    assert project_cpu._kernels(3) == (_project_fwd, _project_bwd)
+    assert project_cpu._kernels(2) == project_cpu._kernels(3) == (project_fwd_simd3, project_bwd_simd3)
