@@ -1,7 +1,7 @@
-"""The projection + SH pass of ``project_cpu`` for SH degree -1 (no colours), 0 and 1 (the fit's default) as
-kernels that LLVM compiles to SIMD code across Gaussians: the same formulas in the same operation order, so the
-outputs and gradients are bit for bit those of ``project_cpu._project_fwd`` / ``_project_bwd`` (tested), at
-~1/3 of their cost.
+"""The projection + SH kernels of ``project_cpu`` (SH degree -1, i.e. no colours, to 3) as code that LLVM compiles to
+SIMD instructions across Gaussians: the formulas and operation order of the scalar kernels they replaced
+(``tests/reconstruction/project_reference.py``), whose outputs and gradients they equal bit for bit (tested), at
+~1/3 (degree <= 1) to ~1/2 (degree 3) of their cost.
 
 Why the scalar kernels did not vectorise: each Gaussian's work ran camera by camera with branches (culling, the
 fov clamp, skipped gradients, the SH loops over a scratch array), and a loop over Gaussians reading a dozen
@@ -76,7 +76,7 @@ def _load(b, lo, m, means, quats, scales, sh0, shN, sh_degree, ncoef, sh0_plane,
 @njit(inline="always")
 def _frame(b, i):
     """Gaussian i's normalised quaternion (w, x, y, z), its clamped norm, the rotation R (9, row-major), the scales
-    and M = R diag(s) (9), from the planes: ``project_cpu._rotation`` and ``_covariance``'s expressions."""
+    and M = R diag(s) (9), from the planes: the reference's ``_rotation`` and ``_covariance``."""
     q0, q1, q2, q3 = b[_Q * CHUNK + i], b[(_Q + 1) * CHUNK + i], b[(_Q + 2) * CHUNK + i], b[(_Q + 3) * CHUNK + i]
     one, two = np.float32(1.0), np.float32(2.0)
     norm = np.float32(max(math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3), np.float32(1e-12)))
@@ -91,7 +91,7 @@ def _frame(b, i):
 
 @njit(inline="always")
 def _cov2d(M, V, fx, fy, tz, txc, tyc, eps2d):
-    """Sigma = M M^T (M: 9 scalars), then ``project_cpu._covariance_2d`` with V (``_view``'s 12 scalars): the
+    """Sigma = M M^T (M: 9 scalars), then the reference's ``_covariance_2d`` with V (``_view``'s 12 scalars): the
     Jacobian rows a, b (times V), ua = Sigma a, ub = Sigma b and the 2D covariance (c00, c01, c11), 15 scalars."""
     M0, M1, M2, M3, M4, M5, M6, M7, M8 = M
     V00, V01, V02, _, V10, V11, V12, _, V20, V21, V22, _ = V
@@ -112,7 +112,7 @@ def _cov2d(M, V, fx, fy, tz, txc, tyc, eps2d):
 
 @njit(inline="always")
 def _bases(x, y, z, K):
-    """The SH bases at the unit direction as ``project_cpu._sh_bases`` stores them (float64 expressions rounded to
+    """The SH bases at the unit direction as the reference's ``_sh_bases`` stores them (float64 expressions rounded to
     float32): 16 values, those past K - 1 zero."""
     f = np.float32
     k4 = k5 = k6 = k7 = k8 = k9 = k10 = k11 = k12 = k13 = k14 = k15 = f(0.0)
@@ -137,7 +137,7 @@ def _bases(x, y, z, K):
 
 @njit(inline="always")
 def _shade(kb, b, d, i, sh0_plane, shN_plane, stride, K):
-    """Channel d's SH sum over the K bases ``kb`` and the coefficient planes, in ``_project_fwd``'s order."""
+    """Channel d's SH sum over the K bases ``kb`` and the coefficient planes, in the reference forward's order."""
     acc = np.float32(0.0)
     acc += kb[0] * b[(sh0_plane + d) * CHUNK + i]
     acc += kb[1] * b[(shN_plane + d) * CHUNK + i]
@@ -162,7 +162,10 @@ def _shade(kb, b, d, i, sh0_plane, shN_plane, stride, K):
 @njit(cache=True, parallel=True, error_model="numpy")
 def project_fwd_simd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near,
                      far, radius_clip, sh_degree):
-    """``project_cpu._project_fwd`` for ``sh_degree`` in (-1, 0, 1): the same arguments and outputs."""
+    """Projection + SH of every Gaussian in every camera for ``sh_degree`` in (-1, 0, 1). Args: means [N,3],
+    quats [N,4], scales [N,3], opacities [N], sh0 [N,1,3], shN [N,K-1,3] (f32); viewmats [C,4,4], Ks [C,3,3],
+    campos [C,3]. Returns radii [C,N,2] i32, means2d [C,N,2], depths [C,N], conics [C,N,3], colors [C,N,3] (or
+    [C,0,3] without SH)."""
     return _fwd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
                 radius_clip, sh_degree, 4)
 
@@ -170,7 +173,7 @@ def project_fwd_simd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, ca
 @njit(cache=True, parallel=True, error_model="numpy")
 def project_fwd_simd3(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near,
                       far, radius_clip, sh_degree):
-    """``project_cpu._project_fwd`` for ``sh_degree`` 2 or 3: the same arguments and outputs."""
+    """``project_fwd_simd`` for ``sh_degree`` 2 or 3."""
     return _fwd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
                 radius_clip, sh_degree, 16)
 
@@ -263,7 +266,7 @@ def _fwd(means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width,
 
 @njit(inline="always")
 def _shade_bwd(kb, b, d, i, vcol, sums, K):
-    """Channel d of ``_project_bwd``'s SH gradient over the K bases ``kb``: where the clamp passes it (and ``vcol``
+    """Channel d of the SH gradient over the K bases ``kb``: where the clamp passes it (and ``vcol``
     is not 0), add the bases times ``vcol`` to the coefficients' gradient planes;
     returns ``sums`` (16: per basis, coefficient times ``vcol`` summed over channels) updated."""
     on = not ((_shade(kb, b, d, i, _BSH0, _BSHN, 6, K) + np.float32(0.5) < 0) | (vcol == 0))
@@ -322,7 +325,7 @@ def _shade_bwd(kb, b, d, i, vcol, sums, K):
 
 @njit(inline="always")
 def _dir_grad(x, y, z, w, K):
-    """``project_cpu._sh_dir_grad`` for degree 1 (K = 4) or 3 (K = 16; with zero sums past a lower degree's
+    """The reference's ``_sh_dir_grad`` for degree 1 (K = 4) or 3 (K = 16; with zero sums past a lower degree's
     bases), its float64 sums rounded to float32: the colours' gradient w.r.t. the direction."""
     w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15 = w
     gx = gy = gz = 0.0
@@ -351,7 +354,8 @@ def _dir_grad(x, y, z, w, K):
 @njit(cache=True, parallel=True, error_model="numpy")
 def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
                      sh_degree, v_means2d, v_depths, v_conics, v_colors):
-    """``project_cpu._project_bwd`` for ``sh_degree`` in (-1, 0, 1): the same arguments and outputs."""
+    """Gradients of ``project_fwd_simd``'s outputs (v_means2d, v_depths, v_conics, v_colors) -> v_means [N,3],
+    v_quats [N,4], v_scales [N,3], v_sh0 [N,1,3], v_shN [N,K-1,3], for ``sh_degree`` in (-1, 0, 1)."""
     return _bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
                 v_means2d, v_depths, v_conics, v_colors, 4)
 
@@ -359,7 +363,7 @@ def project_bwd_simd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width
 @njit(cache=True, parallel=True, error_model="numpy")
 def project_bwd_simd3(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far,
                       sh_degree, v_means2d, v_depths, v_conics, v_colors):
-    """``project_cpu._project_bwd`` for ``sh_degree`` 2 or 3: the same arguments and outputs."""
+    """``project_bwd_simd`` for ``sh_degree`` 2 or 3."""
     return _bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
                 v_means2d, v_depths, v_conics, v_colors, 16)
 
@@ -368,7 +372,7 @@ def project_bwd_simd3(means, quats, scales, sh0, shN, viewmats, Ks, campos, widt
 def _bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, eps2d, near, far, sh_degree,
          v_means2d, v_depths, v_conics, v_colors, K):
     """The backward kernels' body for K SH coefficients per channel. A Gaussian whose output gradients are all 0
-    in a camera adds nothing for it (the scalar kernel skips it)."""
+    in a camera adds nothing for it (the reference skips it)."""
     N = means.shape[0]
     C = viewmats.shape[0]
     v_means = np.zeros((N, 3), np.float32)
@@ -482,7 +486,7 @@ def _bwd(means, quats, scales, sh0, shN, viewmats, Ks, campos, width, height, ep
                         b[j] += (gy - ey * dot) / dn
                         j = (_DMU + 2) * CHUNK + i
                         b[j] += (gz - ez * dot) / dn
-        for i in range(m):  # Sigma = M M^T -> scales and quaternions (project_cpu._project_bwd's last part)
+        for i in range(m):  # Sigma = M M^T -> scales and quaternions (the reference backward's last part)
             w, x, y, z, qnorm, R0, R1, R2, R3, R4, R5, R6, R7, R8, s0, s1, s2, m00, m01, m02, m10, m11, m12, m20, m21, m22 = \
                 _frame(b, i)
             G00, G01, G02 = b[_G00 * CHUNK + i], b[(_G00 + 1) * CHUNK + i], b[(_G00 + 2) * CHUNK + i]

@@ -1,5 +1,5 @@
-"""The SIMD projection kernels (reconstruction/project_simd.py, SH degrees -1 to 3) give the scalar kernels' outputs
-and gradients of project_cpu.py bit for bit — on scenes with Gaussians behind the camera, beyond the fov clamp,
+"""The SIMD projection kernels (reconstruction/project_simd.py, SH degrees -1 to 3) give the outputs and gradients
+of the scalar kernels they replaced (tests/reconstruction/project_reference.py) bit for bit — on scenes with Gaussians behind the camera, beyond the fov clamp,
 off-screen, with degenerate quaternions and scales, faint opacities, overflowing means, zero output gradients
 and clamped colours —
 and project_and_shade takes them."""
@@ -10,8 +10,8 @@ import torch
 
 from mvgen.cameras import Cameras, intrinsics_from_fov, look_at
 from reconstruction import project_cpu
-from reconstruction.project_cpu import _project_bwd, _project_fwd
 from reconstruction.project_simd import project_bwd_simd, project_bwd_simd3, project_fwd_simd, project_fwd_simd3
+from tests.reconstruction.project_reference import project_bwd_scalar, project_fwd_scalar
 
 W, H = 40, 32
 F32 = np.float32
@@ -63,14 +63,14 @@ def test_simd_kernels_equal_the_scalar_ones_bit_for_bit(sh_degree, coeffs, cams)
     common = (V, K, campos, W, H, F32(0.3), F32(0.01), F32(1e10))
     fwd, bwd = (project_fwd_simd, project_bwd_simd) if sh_degree <= 1 else (project_fwd_simd3, project_bwd_simd3)
     fwd_args = (means, quats, scales, opac, sh0, shN, *common, F32(0.0), sh_degree)
-    scalar, simd = _project_fwd(*fwd_args), fwd(*fwd_args)
+    scalar, simd = project_fwd_scalar(*fwd_args), fwd(*fwd_args)
     radii = scalar[0]
     assert (radii > 0).any() and (radii == 0).any(), "the scene must have drawn and culled Gaussians"
     for name, a, b in zip(["radii", "means2d", "depths", "conics", "colors"], scalar, simd):
         assert a.dtype == b.dtype and a.shape == b.shape, name
         np.testing.assert_array_equal(a, b, err_msg=name)
     bwd_args = (means, quats, scales, sh0, shN, *common, sh_degree, *_grads_in(cams, n, sh_degree >= 0, seed=7))
-    scalar, simd = _project_bwd(*bwd_args), bwd(*bwd_args)
+    scalar, simd = project_bwd_scalar(*bwd_args), bwd(*bwd_args)
     for name, a, b in zip(["means", "quats", "scales", "sh0", "shN"], scalar, simd):
         assert a.shape == b.shape, name
         np.testing.assert_array_equal(a, b, err_msg=name)
