@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 
@@ -17,7 +16,8 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
     one row per sampling schedule in ``mediator_schedules`` (same model, captions and seeds; see
     ``PTDiTTransformer3DModel.set_mediator_schedule``). Runs keep the config's ``save_every`` (at most ``steps``),
     so a long ablation stopped mid-run resumes from its last checkpoint; ``json_path`` gets the rows so far after
-    every variant, so a stopped ablation keeps the variants it finished."""
+    every variant, so a stopped ablation keeps the variants it finished. ``run_s`` and ``s_per_step`` come from the
+    run's loss log, whose clock sums the training time of every session that resumed it."""
     from mvgen.data.captions import example_captions
     from mvgen.evaluate import evaluate_generation
     from mvgen.pipeline import PTDiTMultiViewPipeline
@@ -34,9 +34,7 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
         _share_latent_cache(shared, out / variant)
         cfg.steps, cfg.sample_every, cfg.seed = steps, 0, seed
         cfg.save_every = min(cfg.save_every, steps)
-        t0 = time.time()
         final = train(cfg, resume=(out / variant).exists())
-        seconds = time.time() - t0
         log = read_log(out / variant / "loss.csv")
         tail = [float(r["loss"]) for r in log[-max(1, len(log) // 10):]]
         pipe = PTDiTMultiViewPipeline.from_pretrained(final)
@@ -44,7 +42,7 @@ def run_ablation(base_config: str, out: Path, steps: int, variants: list[str], e
         shared = out / variant / "latent_cache.safetensors"
         row = {"attention_type": variant, "steps": steps, "params": sum(p.numel() for p in pipe.transformer.parameters()),
                "s_per_step": float(log[-1]["time"]) / int(log[-1]["step"]),
-               "run_s": seconds, "final_loss": sum(tail) / len(tail), "mediator_schedule": None}
+               "run_s": float(log[-1]["time"]), "final_loss": sum(tail) / len(tail), "mediator_schedule": None}
         schedules = [None] + (list(mediator_schedules) if variant == "mediator" else [])
         _warm_up(pipe)  # one-time costs of a first call (thread pools, allocations) must not land on one row
         for schedule in schedules:

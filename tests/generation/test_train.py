@@ -189,8 +189,12 @@ def test_ablation_runs_keep_their_checkpoints_to_resume(tiny_data, tiny_vae, tmp
     cfg = _cfg(tiny_data, tiny_vae, tmp_path / "unused", steps=2)
     cfg.save_every = 1
     base.write_text(yaml.safe_dump({k: v for k, v in cfg.__dict__.items()}))
-    run_ablation(str(base), tmp_path / "abl", steps=2, variants=["full"], eval_limit=1, eval_steps=1)
+    first = run_ablation(str(base), tmp_path / "abl", steps=2, variants=["full"], eval_limit=1, eval_steps=1)
     assert [d.name for d in checkpoint_dirs(tmp_path / "abl" / "full")] == ["checkpoint-1", "checkpoint-2"]
+    # run again (a finished run resumes at its last checkpoint, only scores): the training time is the run's, from
+    # its log, not the seconds of the call that merely loaded it
+    again = run_ablation(str(base), tmp_path / "abl", steps=2, variants=["full"], eval_limit=1, eval_steps=1)
+    assert again[0]["run_s"] == first[0]["run_s"] > 0 and again[0]["psnr"] == first[0]["psnr"]
 
 
 def test_ablation_bench_scores_mediator_schedules_on_one_model(tiny_data, tiny_vae, tmp_path):

@@ -151,3 +151,62 @@ def test_gradient_sums_equal_numpy():
         want = np.zeros((N,) + g.shape[1:], np.float64)
         np.add.at(want, ids, g)
         assert got.shape == (1,) + want.shape and np.allclose(got[0], want, rtol=1e-5)
+
+
+@njit(cache=False)
+def _rows_check(means, conics, opac, boxes):
+    """For each Gaussian and its [xa, xb) x [ya, yb) piece of a tile: the rows ``_strip_rows`` keeps, and the
+    number of pixels in the rows it drops that ``_alpha`` would draw (must be 0)."""
+    n = means.shape[0]
+    kept = np.zeros(n, np.int64)
+    drawn_in_dropped = np.zeros(n, np.int64)
+    for g in range(n):
+        mx, my = means[g, 0], means[g, 1]
+        ca, cb, cc = conics[g, 0], conics[g, 1], conics[g, 2]
+        op = opac[g]
+        sm = np.float32(math.log(np.float64(op) / raster_cpu.ALPHA_MIN))
+        xa, xb, ya, yb = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
+        a, b = raster_cpu._strip_rows(mx, my, ca, cb, cc, sm, xa, xb, ya, yb)
+        kept[g] = max(b - a, 0)
+        for y in range(ya, yb):
+            if a <= y < b:
+                continue
+            dy = my - (np.float32(y) + np.float32(0.5))
+            for x in range(xa, xb):
+                alpha, _, ok = raster_cpu._alpha(mx, ca, cb, cc, op, sm, np.float32(x) + np.float32(0.5), dy,
+                                                 np.float32(xa) + np.float32(0.5), np.float32(xb) + np.float32(0.5))
+                if ok or alpha != 0:
+                    drawn_in_dropped[g] += 1
+    return kept, drawn_in_dropped
+
+
+def test_rows_outside_the_ellipse_are_skipped_exactly():
+    """``_strip_rows`` drops only rows of a Gaussian's tile piece where no pixel would be drawn (so skipping them
+    changes no bit), on 60,000 Gaussians from round to 400:1 thin at every angle, with the 2D blur's 0.3 px², at
+    opacities from just over 1/255 to 1, over random 16-pixel pieces of their boxes; and it drops many rows there
+    (thin tilted Gaussians), so the test is not vacuous. A conic that is not positive keeps the whole box."""
+    rng = np.random.default_rng(11)
+    n = 60_000
+    s1, s2 = np.exp(rng.uniform(np.log(0.03), np.log(12.0), (2, n)))
+    angle = rng.uniform(0, np.pi, n)
+    cos, sin = np.cos(angle), np.sin(angle)
+    cxx = cos ** 2 * s1 ** 2 + sin ** 2 * s2 ** 2 + 0.3
+    cyy = sin ** 2 * s1 ** 2 + cos ** 2 * s2 ** 2 + 0.3
+    cxy = cos * sin * (s1 ** 2 - s2 ** 2)
+    det = cxx * cyy - cxy ** 2
+    conics = np.stack([cyy / det, -cxy / det, cxx / det], 1).astype(np.float32)
+    opac = np.exp(rng.uniform(np.log(1.001 / 255), 0.0, n)).astype(np.float32)
+    means = rng.uniform(0, 64, (n, 2)).astype(np.float32)
+    # a 16-pixel tile piece of each Gaussian's 4-sigma box: the tile at a random offset near the centre
+    r = np.ceil(4 * np.sqrt(np.stack([cxx, cyy], 1))).astype(np.int64)
+    tile = (np.floor((means + rng.uniform(-1, 1, (n, 2)) * r) / 16) * 16).astype(np.int64)
+    lo = np.maximum(tile, np.floor(means - r).astype(np.int64))
+    hi = np.minimum(tile + 16, np.ceil(means + r).astype(np.int64) + 1)
+    boxes = np.stack([lo[:, 0], np.maximum(hi[:, 0], lo[:, 0]), lo[:, 1], np.maximum(hi[:, 1], lo[:, 1])], 1)
+    kept, drawn = _rows_check(means, conics, opac, boxes)
+    assert drawn.sum() == 0, f"{(drawn > 0).sum()} Gaussians lost drawn pixels"
+    rows = np.maximum(boxes[:, 3] - boxes[:, 2], 0)
+    assert kept.sum() < 0.7 * rows.sum() and (kept == 0).sum() > n // 20, "few rows skipped: the test is vacuous"
+    flat = np.array([[0.0, 0.0, 0.5]], np.float32)  # a = 0: no chords, the box stays
+    kept, _ = _rows_check(means[:1], flat, opac[:1], np.array([[0, 16, 3, 9]]))
+    assert kept[0] == 6
