@@ -6,9 +6,9 @@ SCENE=../shared/data/nerf_synthetic_lego_100px
 OUT=docs/bench/s24_levers
 run() {  # name, then --set arguments
   local name=$1; shift
-  NUMBA_NUM_THREADS=2 OMP_NUM_THREADS=2 mvgen bench fit-real $SCENE --steps 2000 --no-lpips "$@" \
-    --json $OUT/lego_2000_$name.json > $OUT/lego_2000_$name.log 2>&1
-  echo "$name $(uptime | sed 's/.*load average: //') $(grep -E '^\| *2000' $OUT/lego_2000_$name.log | head -1)"
+  NUMBA_NUM_THREADS=2 OMP_NUM_THREADS=2 mvgen bench fit-real $SCENE --steps ${STEPS:-2000} --no-lpips "$@" \
+    --json $OUT/lego_${STEPS:-2000}_$name.json > $OUT/lego_${STEPS:-2000}_$name.log 2>&1
+  echo "$name $(uptime | sed "s/.*load average: //") $(grep -E "^\| *${STEPS:-2000}" $OUT/lego_${STEPS:-2000}_$name.log | head -1)"
 }
 for spec in "$@"; do
   name=${spec%%:*}; sets=${spec#*:}
