@@ -93,3 +93,23 @@ def training_precision(requested: str, device_type: str) -> tuple[str, str | Non
         return "no", ("mixed_precision: bf16 asked, but this CPU has no native bf16 (AVX512-BF16/AMX), where bf16 "
                       "runs many times slower than fp32: training in fp32")
     return requested, None
+
+
+def check_compiler(device_type: str, field: str = "compile") -> None:
+    """Raise DeviceError naming ``field`` when ``torch.compile`` cannot build kernels for ``device_type`` here: on
+    the CPU inductor writes C++ and needs a compiler (``$CXX``, g++, c++ or clang++ on PATH); on CUDA it needs
+    triton."""
+    import os
+    import shutil
+
+    if device_type == "cpu":
+        candidates = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+        if not any(c and shutil.which(c) for c in candidates):
+            raise DeviceError(f"{field}: torch.compile on the CPU needs a C++ compiler (g++, c++ or clang++ on PATH, "
+                              f"or $CXX), and none was found; install one or set {field}: false")
+    elif device_type == "cuda":
+        import importlib.util
+
+        if importlib.util.find_spec("triton") is None:
+            raise DeviceError(f"{field}: torch.compile on CUDA needs triton, which is not installed; install it or "
+                              f"set {field}: false")

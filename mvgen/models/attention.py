@@ -15,6 +15,7 @@ Layouts used in the model:
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +101,10 @@ class Attention(nn.Module):
         viewed as [B, nW, P, 3, H, hd] and attended with the windows as a batch axis. -> [B, L, H*hd]."""
         B, L, _ = x.shape
         nW, H, E = L // P, self.heads, self.head_dim
+        if torch.compiler.is_compiling() and not _fused_sdpa_device(x):
+            window_mask = None if mask is None else mask.reshape(nW, P, P)
+            out = window_attention_pairs(self.to_qkv(x).view(B, nW, P, 3, H, E), window_mask)  # (B, nW, P, H, hd)
+            return out.reshape(B, L, H * E)
         qkv = self.to_qkv(x).view(B, nW, P, 3, H, E).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, H, P, hd)
         # One re-layout of q, k and v together: the batched matmuls then read them (and kᵀ) in place, where
         # separate strided q, k, v cost four copies (q, k, v and kᵀ) per window attention.
@@ -110,6 +115,23 @@ class Attention(nn.Module):
                 mask = mask.expand(B, nW, -1, P, P).reshape(B * nW, -1, P, P)
         out = attend(q, k, v, mask)  # (B, nW, H, P, hd)
         return out.view(B, nW, H, P, E).transpose(2, 3).reshape(B, L, H * E)
+
+
+def window_attention_pairs(qkv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Window attention written as broadcast products over the P×P token pairs of each window, for
+    ``torch.compile`` on CPU (``PTDiTTransformer3DModel.compile_blocks``): inductor fuses the scores, softmax and
+    weighted sum (and their backward) into loops over the token-major projection, where the eager form needs a
+    re-layout of q, k and v and thousands of P×hd batched matmuls. Eager, this form is slower (its [.., P, P, H,
+    hd] products are materialised), so ``Attention`` takes it only while compiling.
+
+    qkv [B, nW, P, 3, H, hd] (the qkv projection of window-major tokens, viewed), mask [nW, P, P] bool (True =
+    may attend) or None -> [B, nW, P, H, hd]; equal to ``attend`` per window and head."""
+    q, k, v = qkv.unbind(3)  # (B, nW, P, H, hd) each, views
+    scores = (q.unsqueeze(3) * k.unsqueeze(2)).sum(-1) * q.shape[-1] ** -0.5  # (B, nW, P, P, H)
+    if mask is not None:
+        scores = scores.masked_fill(~mask[None, :, :, :, None], float("-inf"))
+    weights = scores.softmax(3).to(v.dtype)
+    return (weights.unsqueeze(-1) * v.unsqueeze(2)).sum(3)  # (B, nW, P, H, hd)
 
 
 # -------------------------------------------------------------------------------------------- windows
@@ -209,14 +231,29 @@ def _shift_index_on(grid: Grid, window: Grid, device: str) -> tuple[torch.Tensor
     return gather.to(device), scatter.to(device)
 
 
-def shifted_window_attention(attn: Attention, x: torch.Tensor, grid: Grid, window: Grid,
-                             mask: torch.Tensor | None, project: bool = True) -> torch.Tensor:
+class ShiftedWindows(NamedTuple):
+    """What the shifted-window attention of a token grid needs, computed once per grid outside the blocks (so
+    compiled blocks receive them as inputs): the region ``mask`` [nW, P, P] bool or None
+    (``shifted_window_mask``) and the ``gather`` / ``scatter`` indices [N] of the roll (``shift_index``)."""
+
+    mask: torch.Tensor | None
+    gather: torch.Tensor
+    scatter: torch.Tensor
+
+
+def shifted_windows(grid: Grid, window: Grid, device: torch.device | str = "cpu") -> ShiftedWindows:
+    """The ``ShiftedWindows`` of ``grid`` split into ``window``s, on ``device`` (cached per grid)."""
+    return ShiftedWindows(shifted_window_mask(grid, window, device), *shift_index(grid, window, device))
+
+
+def shifted_window_attention(attn: Attention, x: torch.Tensor, window: Grid, shifted: ShiftedWindows,
+                             project: bool = True) -> torch.Tensor:
     """Self-attention in windows shifted by half a window (Swin): roll the grid by -shift, attend inside windows
-    with the region ``mask`` [nW, P, P] (see ``shifted_window_mask``; broadcast over samples and heads, not
-    expanded), roll back. The roll and the window partition are one precomputed gather (``shift_index``).
+    with the region mask (broadcast over samples and heads, not expanded), roll back. The roll and the window
+    partition are one precomputed gather (``shifted`` = ``shifted_windows(grid, window)``).
     x: [B, N, D] window-major -> [B, N, D] window-major (``project=False``: the heads before ``attn.to_out``;
     the gather commutes with the per-token ``to_out``)."""
-    gather, scatter = shift_index(grid, window, x.device)
+    mask, gather, scatter = shifted
     xs = x.index_select(1, gather)  # (B, N, D) window-major layout of the rolled grid
     out = attn(xs, mask=None if mask is None else mask[:, None], window_tokens=window[0] * window[1] * window[2],
                project=project)

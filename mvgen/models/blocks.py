@@ -5,7 +5,7 @@
 
 Every block takes x [B, N, D], the adaLN-single projection t6 [B, 6, D], the projected prompt ctx [B, T, D],
 its mask [B, 1, 1, T] (bool, or None), ``has_text`` [B, 1, 1] (or None), the token grid and one variant-specific
-argument (proxy: the shifted-window mask; mediator: the number of mediators; others: unused), and returns
+argument (proxy: the grid's ``ShiftedWindows``; mediator: the number of mediators; others: unused), and returns
 [B, N, D]. Each block's docstring says how information crosses views.
 LayerNorms have no affine parameters (eps 1e-6); the adaLN-single modulation is t6 plus a learned per-block
 table (PixArt-α). Text cross-attention has no norm and no gate (PixArt-α).
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import (Attention, Grid, across_views_attention, per_view_attention, shifted_window_attention,
-                        window_attention, window_means)
+from .attention import (Attention, Grid, ShiftedWindows, across_views_attention, per_view_attention,
+                        shifted_window_attention, window_attention, window_means)
 from .mediator import MediatorAttention
 from .pswa import PseudoShiftedWindowAttention
 
@@ -121,7 +121,7 @@ class PTDiTBlock(_BlockBase):
         self.proj_shift = nn.Linear(dim, dim)  # zero-initialised by the model
         self.shift_scale_shift_table = nn.Parameter(torch.randn(3, dim) / dim**0.5)
 
-    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, shift_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, shifted: ShiftedWindows) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
         shift_sw, scale_sw, gate_sw = (self.shift_scale_shift_table[None] + t6[:, :3]).chunk(3, dim=1)
 
@@ -134,7 +134,7 @@ class PTDiTBlock(_BlockBase):
         x = x + gate_msa * window_attention(self.attn_window, h, self.window)  # (B, N, D)
 
         h = modulate(self.norm_shift(x), shift_sw, scale_sw)
-        h = shifted_window_attention(self.attn_shift, h, grid, self.window, shift_mask, project=False)  # (B, N, D)
+        h = shifted_window_attention(self.attn_shift, h, self.window, shifted, project=False)  # (B, N, D)
         x = x + gated_composed_linear(self.proj_shift, self.attn_shift.to_out, gate_sw, h)  # proj(gate * to_out(h))
 
         return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
@@ -152,7 +152,7 @@ class FullAttentionBlock(_BlockBase):
         super().__init__(dim, heads, head_dim, mlp_ratio, eps)
         self.attn = Attention(dim, heads, head_dim)
 
-    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, shift_mask=None) -> torch.Tensor:
+    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, unused=None) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
         x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))  # (B, N, D)
         return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
@@ -175,7 +175,7 @@ class SpatialTemporalBlock(_BlockBase):
         self.attn_views = Attention(dim, heads, head_dim)
         self.views_scale_shift_table = nn.Parameter(torch.randn(3, dim) / dim**0.5)
 
-    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, shift_mask=None) -> torch.Tensor:
+    def forward(self, x, t6, ctx, ctx_mask, has_text, grid: Grid, unused=None) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
         shift_v, scale_v, gate_v = (self.views_scale_shift_table[None] + t6[:, :3]).chunk(3, dim=1)
         h = modulate(self.norm1(x), shift_msa, scale_msa)

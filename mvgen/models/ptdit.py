@@ -23,7 +23,7 @@ from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .attention import check_window, shifted_window_mask, text_mask, window_merge, window_partition
+from .attention import check_window, shifted_windows, text_mask, window_merge, window_partition
 from .blocks import FullAttentionBlock, MediatorBlock, PSWABlock, PTDiTBlock, SpatialTemporalBlock
 from .embeddings import CameraEmbed, CaptionProjection, PatchEmbed, TimestepEmbedder, sincos_pos_embed, unpatchify
 from .mediator import MediatorAttention, check_mediator_counts, mediators_at, parse_mediator_schedule
@@ -31,6 +31,23 @@ from .presets import preset_config
 
 ATTENTION_TYPES = ("proxy", "full", "spatial_temporal", "mediator", "pswa")
 WINDOWED = ("proxy", "pswa")  # the variants that use window_size
+
+
+PROMPT_PAD = 32  # compiled blocks see prompts padded to a multiple of this many tokens
+
+
+def pad_prompt(embeddings: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt embeddings [B, T, C] and keep-mask [B, T] (None = keep all) padded with masked zero tokens to the next
+    multiple of ``PROMPT_PAD``. Exact: masked tokens take no attention, and a prompt with no kept token stays
+    empty (``text_mask``)."""
+    B, T, _ = embeddings.shape
+    if mask is None:
+        mask = torch.ones(B, T, dtype=torch.long, device=embeddings.device)
+    extra = -T % PROMPT_PAD
+    if extra:
+        embeddings = torch.nn.functional.pad(embeddings, (0, 0, 0, extra))
+        mask = torch.nn.functional.pad(mask, (0, extra))
+    return embeddings, mask
 
 
 class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
@@ -133,6 +150,7 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         self.proj_out = nn.Linear(dim, patch_size * patch_size * self.out_channels)
 
         self.gradient_checkpointing = False
+        self.blocks_compiled = False  # compile_blocks(); not a config field
         self.initialize_weights()
 
     @classmethod
@@ -174,6 +192,27 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
             return None
         counts = self.config.mediator_counts
         return int(counts[int(torch.randint(len(counts), (1,), generator=generator))])
+
+    # --------------------------------------------------------------------------------------- compilation
+
+    def compile_blocks(self) -> None:
+        """Compile every transformer block in place with ``torch.compile`` (inductor; on CPU it needs a C++
+        compiler, see ``mvgen.device.check_compiler``): the blocks' elementwise work (norms, modulation, gates,
+        casts, softmax) fuses into generated loops and, on CPU, window attention takes its fused form
+        (``attention.window_attention_pairs``). Parameters, state dict and results are unchanged (within bf16
+        rounding); the first call at each new input shape compiles (tens of seconds on two cores).
+
+        For training, where one process runs thousands of steps of a few shapes. Graphs are compiled for fixed
+        shapes (dynamic shapes compile once but ran 7 % slower, README), so the forward keeps the shapes few: the
+        prompt is padded with masked tokens to a multiple of ``PROMPT_PAD`` (``pad_prompt``; exact) and the
+        has-text gate is always a tensor; what remains is one graph per view count (and mediator count). The blocks
+        share each graph; the recompile limit is raised to cover them all."""
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+        for block in self.transformer_blocks:
+            block.compile(dynamic=False)
+        self.blocks_compiled = True
 
     # ------------------------------------------------------------------------------------------- forward
 
@@ -218,12 +257,16 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
             x = x + self.camera_embed(plucker.expand(B, -1, -1, -1, -1), dtype)  # (B, V, h, w, D)
         x = x + self._pos_embed(grid, x.device, x.dtype)  # (B, V, h, w, D)
         t_emb, t6 = self.time_embed(timestep, dtype)  # (B, D), (B, 6, D)
+        if self.blocks_compiled:  # few input shapes for the compiled blocks: see compile_blocks
+            encoder_hidden_states, encoder_attention_mask = pad_prompt(encoder_hidden_states, encoder_attention_mask)
         ctx = self.caption_projection(encoder_hidden_states.to(dtype))  # (B, T, D)
         ctx_mask, has_text = text_mask(encoder_attention_mask)  # (B, 1, 1, T), (B, 1, 1)
+        if self.blocks_compiled and has_text is None:
+            has_text = torch.ones(B, 1, 1, device=x.device)  # one graph whether or not a prompt is empty
 
         x = self._to_tokens(x)  # (B, N, D)
         if self.config.attention_type == "proxy":
-            extra = shifted_window_mask(grid, self.window, x.device)  # the blocks' variant-specific argument
+            extra = shifted_windows(grid, self.window, x.device)  # the blocks' variant-specific argument
         else:
             extra = num_mediators  # None except for mediator
         for block in self.transformer_blocks:

@@ -1,13 +1,17 @@
 """Training-step time of the shipped size, proxy vs full, in one process (not a test; issue 17 item 4).
 
-    OMP_NUM_THREADS=1 python tests/models/bench_proxy_step.py --rounds 6 --steps 2 [--profile /tmp/prof]
+    OMP_NUM_THREADS=1 python tests/models/bench_proxy_step.py --rounds 6 --steps 2 [--compile] [--profile /tmp/prof]
 
 Variants: ``proxy_before`` (the PT-DiT block before the overhead cuts, ``proxy_reference.reference_forward``),
 ``proxy`` (the current block) and ``full``. One step = forward + backward of the "tiny" preset (8 layers, width
 256) on batch 8 × 8 views × 16² latents (8 in-channels, 8×8 tokens per view), 12 prompt tokens, bf16 autocast
-(``--precision auto``: where the CPU has native bf16, else fp32; ``bf16`` / ``fp32`` force one), 1 thread. The variants alternate ``--rounds`` times (``--steps`` steps each); the medians of wall time and of
-this thread's CPU time (robust to other processes on a shared machine) and the proxy/full ratios are printed.
-``--profile PREFIX`` first writes a torch.profiler table of one step per variant to PREFIX_<variant>.txt.
+(``--precision auto``: where the CPU has native bf16, else fp32; ``bf16`` / ``fp32`` force one), ``--threads``
+torch threads (default 1; run with OMP_NUM_THREADS set to the same number). The variants alternate ``--rounds``
+times (``--steps`` steps each); the medians of wall time and of this process's CPU time (robust to other
+processes on a shared machine) and the proxy/full ratios are printed.
+``--compile`` compiles every variant's blocks (``compile_blocks``, as training's ``compile: true``; the warm-up
+step compiles). ``--profile PREFIX`` first writes a torch.profiler table of one step per variant to
+PREFIX_<variant>.txt.
 """
 
 from __future__ import annotations
@@ -50,18 +54,24 @@ def main() -> None:
     ap.add_argument("--profile", default="")
     ap.add_argument("--variants", default="proxy_before,proxy,full")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compile", action="store_true", help="compile the blocks of every variant")
     args = ap.parse_args()
     from mvgen.device import cpu_has_fast_bf16
 
     bf16 = args.precision == "bf16" or (args.precision == "auto" and cpu_has_fast_bf16())
     print("precision", "bf16 autocast" if bf16 else "fp32")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(1)
     inputs = dict(hidden_states=torch.randn(8, 8, 8, 16, 16, generator=g),
                   timestep=torch.rand(8, generator=g) * 1000,
                   encoder_hidden_states=torch.randn(8, 12, 384, generator=g),
                   plucker=torch.randn(8, 8, 6, 16, 16, generator=g))
     models = {v: build(v) for v in args.variants.split(",")}
+    if args.compile:
+        for model in models.values():
+            model.compile_blocks()
+    print("blocks", "compiled" if args.compile else "eager")
 
     def step(model):
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
@@ -70,7 +80,7 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
 
     for model in models.values():
-        step(model)  # warm-up
+        step(model)  # warm-up (compiles with --compile)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
         for v, model in models.items():
@@ -83,10 +93,10 @@ def main() -> None:
     cpu = {v: [] for v in models}
     for _ in range(args.rounds):
         for v, model in models.items():
-            t0, c0 = time.perf_counter(), time.thread_time()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
                 step(model)
-            cpu[v].append((time.thread_time() - c0) / args.steps)
+            cpu[v].append((time.process_time() - c0) / args.steps)
             wall[v].append((time.perf_counter() - t0) / args.steps)
     print("load after", os.getloadavg())
     for label, times in (("wall", wall), ("cpu", cpu)):

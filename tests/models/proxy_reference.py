@@ -28,8 +28,9 @@ def reference_shifted(attn: Attention, x: torch.Tensor, grid, window, mask: torc
     return _windows(attn, xs, P, mask).index_select(1, scatter)
 
 
-def reference_forward(block: PTDiTBlock, x, t6, ctx, ctx_mask, has_text, grid, shift_mask) -> torch.Tensor:
-    """``PTDiTBlock.forward`` before the cuts (same arguments, same result within rounding)."""
+def reference_forward(block: PTDiTBlock, x, t6, ctx, ctx_mask, has_text, grid, shifted) -> torch.Tensor:
+    """``PTDiTBlock.forward`` before the cuts (same arguments, same result within rounding); of ``shifted``
+    (``ShiftedWindows``) only the mask is used: the roll is recomputed here."""
     P = block.window[0] * block.window[1] * block.window[2]
     shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.modulation(t6)
     shift_sw, scale_sw, gate_sw = (block.shift_scale_shift_table[None] + t6[:, :3]).chunk(3, dim=1)
@@ -43,7 +44,7 @@ def reference_forward(block: PTDiTBlock, x, t6, ctx, ctx_mask, has_text, grid, s
     x = x + gate_msa * _windows(block.attn_window, h, P)
 
     h = modulate(block.norm_shift(x), shift_sw, scale_sw)
-    h = reference_shifted(block.attn_shift, h, grid, block.window, shift_mask)
+    h = reference_shifted(block.attn_shift, h, grid, block.window, shifted.mask)
     x = x + block.proj_shift(gate_sw * h)
 
     return block.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)

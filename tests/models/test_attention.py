@@ -5,8 +5,9 @@ import itertools
 import pytest
 import torch
 
-from mvgen.models.attention import (Attention, check_window, shifted_window_attention, shifted_window_mask, text_mask,
-                                    window_attention, window_means, window_merge, window_partition, window_shift)
+from mvgen.models.attention import (Attention, check_window, shifted_window_attention, shifted_window_mask,
+                                    shifted_windows, text_mask, window_attention, window_means, window_merge,
+                                    window_partition, window_shift)
 
 CASES = [  # (grid (V, h, w), window (pf, ph, pw))
     ((2, 4, 4), (1, 2, 2)),
@@ -63,7 +64,7 @@ def test_window_attention_matches_reference(grid, window, shifted):
     attn = attn.double()
     xw = window_partition(x, window).flatten(1, 2)  # (B, N, D) window-major
     if shifted:
-        fast = shifted_window_attention(attn, xw, grid, window, shifted_window_mask(grid, window))
+        fast = shifted_window_attention(attn, xw, window, shifted_windows(grid, window))
     else:
         fast = window_attention(attn, xw, window)
     fast = window_merge(fast.unflatten(1, (-1, window[0] * window[1] * window[2])), grid, window)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mvgen.models import PTDiTTransformer3DModel
-from mvgen.models.attention import shifted_window_mask, text_mask
+from mvgen.models.attention import shifted_windows, text_mask
 from mvgen.models.blocks import PTDiTBlock, composed_linear, gated_composed_linear
 
 from proxy_reference import reference_forward  # tests/models/ is on sys.path (no __init__.py, prepend import mode)
@@ -58,8 +58,8 @@ def _grads(out, tensors, seed=2):
 def test_block_equals_reference_values_and_every_gradient(grid, window, heads, head_dim, masked):
     block = _block(window, heads, head_dim)
     x, t6, ctx, ctx_mask, has_text = _inputs(grid, heads * head_dim, masked)
-    mask = shifted_window_mask(grid, window)
-    assert (mask is None) == (window == (1, 1, 1))
+    mask = shifted_windows(grid, window)
+    assert (mask.mask is None) == (window == (1, 1, 1))
     fast = block(x, t6, ctx, ctx_mask, has_text, grid, mask)
     ref = reference_forward(block, x, t6, ctx, ctx_mask, has_text, grid, mask)
     assert ref.abs().max() > 0.1  # a live output, not a closed branch
@@ -78,7 +78,7 @@ def test_block_equals_reference_values_and_every_gradient(grid, window, heads, h
 def test_block_equals_reference_under_bf16_autocast(grid, window, heads, head_dim):
     block = _block(window, heads, head_dim).float()
     x, t6, ctx, ctx_mask, has_text = _inputs(grid, heads * head_dim, True, dtype=torch.float32)
-    mask = shifted_window_mask(grid, window)
+    mask = shifted_windows(grid, window)
     with torch.autocast("cpu", torch.bfloat16):
         fast = block(x, t6, ctx, ctx_mask, has_text, grid, mask)
         ref = reference_forward(block, x, t6, ctx, ctx_mask, has_text, grid, mask)
@@ -98,7 +98,7 @@ def test_window_layout_for_fused_devices_equals_reference(monkeypatch):
     grid, window = (4, 4, 4), (2, 2, 2)
     block = _block(window, 2, 8)
     x, t6, ctx, ctx_mask, has_text = _inputs(grid, 16, True)
-    mask = shifted_window_mask(grid, window)
+    mask = shifted_windows(grid, window)
     fast = block(x, t6, ctx, ctx_mask, has_text, grid, mask)
     torch.testing.assert_close(fast, reference_forward(block, x, t6, ctx, ctx_mask, has_text, grid, mask))
 
