@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from reconstruction.jit import one_thread
+
 CHUNK = 4096  # elements per parallel work item
 
 
@@ -72,7 +74,7 @@ class CPUAdam:
                 t = float(st["step"])
                 step_size = group["lr"] / (1 - b1 ** t)
                 inv_bc2_sqrt = 1.0 / math.sqrt(1 - b2 ** t)
-                with torch.no_grad():
+                with torch.no_grad(), one_thread():  # memory-bound: a second thread only adds CPU time
                     data = p.detach()
                     arrays = [x.contiguous() for x in (data, p.grad.detach(), st["exp_avg"], st["exp_avg_sq"])]
                     np_arrays = [a.view(-1).numpy() for a in arrays]

@@ -1,4 +1,6 @@
-"""The first call of a numba kernel compiles it (~50 s for the rasterizer on a busy 2-core CPU) or loads it from the
+"""``one_thread``: run the small parallel kernels of a fitting step on one numba thread (see its docstring).
+
+The first call of a numba kernel compiles it (~50 s for the rasterizer on a busy 2-core CPU) or loads it from the
 disk cache (``NUMBA_CACHE_DIR``, set in ``reconstruction/__init__.py``; ~2 s). ``first_call`` wraps that call so a
 long one is not a silent pause: when it has not returned after ``NOTICE_AFTER`` seconds, one line goes to stderr
 (compiling, or loading from the cache when the cache already has the kernel's index), and the same line ends with
@@ -60,3 +62,20 @@ def first_call(name: str, what: str, module_file: str, function: str, stream=Non
             if told.is_set():
                 print(f" done in {time.perf_counter() - t0:.0f} s", file=stream, flush=True)
         _done.add(name)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Launch this thread's numba parallel kernels on one thread inside the block, restoring the count after (numba's
+    thread count is per calling thread, so concurrent fits keep theirs). For a fitting step's small stages (the
+    tile binning's fill, Adam, the compiled loss): on two threads they took 1.3-1.6x the CPU time of one thread and
+    no less wall time (lego 100 px, session 25), where the rasterizer and projection kernels, which do scale, stay
+    parallel."""
+    import numba
+
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(n)

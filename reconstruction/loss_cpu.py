@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from reconstruction.jit import one_thread
 from reconstruction.profile import stage
 from reconstruction.ssim_cpu import _ssim_grad_maps, _window, blur
 
@@ -109,7 +110,7 @@ class PhotometricLoss(torch.autograd.Function):
         yn, yan = y.detach().numpy(), ya.detach().numpy()
         B, H, W, C = xn.shape
         n, n_a = xn.size, an.size
-        with stage("loss and SSIM (forward, compiled)"):
+        with stage("loss and SSIM (forward, compiled)"), one_thread():  # small images: one thread is as fast
             stack, l1_rows = _render_moments(xn, yn)
             by = moments.detach().numpy().transpose(1, 0, 2, 3, 4).reshape(2, B * C, H, W)
             s_rows, d = _ssim_grad_maps(blur(stack, g), np.ascontiguousarray(by))
@@ -126,7 +127,7 @@ class PhotometricLoss(torch.autograd.Function):
     def backward(ctx, v):
         xn, an, yn, yan, d, g, w_ssim, w_alpha = ctx.state
         v = float(v)
-        with stage("loss and SSIM (backward, compiled)"):
+        with stage("loss and SSIM (backward, compiled)"), one_thread():
             adj = blur(d, g, adjoint=True)
             dx = _render_grad(xn, yn, adj, np.float32(v * (1 - w_ssim) / xn.size), np.float32(v * w_ssim / xn.size))
             da = _alpha_grad(an, yan, np.float32(v * w_alpha / an.size)) if w_alpha else None

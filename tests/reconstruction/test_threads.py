@@ -4,6 +4,7 @@ threading layer is a thread-safe one that runs next to torch's OpenMP, and two P
 import threading
 
 import numba
+import pytest
 import torch
 
 from mvgen.cameras import orbit
@@ -77,3 +78,21 @@ def test_active_wait_policy_is_reported_once(blob_views, monkeypatch, capsys):
     fit(images, cams, cfg, backend="cpu")
     err = capsys.readouterr().err
     assert err.count("OMP_WAIT_POLICY=ACTIVE is set") == 1 and "PASSIVE" in err
+
+
+def test_one_thread_runs_the_block_on_one_numba_thread_and_restores_the_count():
+    import numba
+
+    from reconstruction.jit import one_thread
+
+    outer = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))  # 2 where the machine has them: not vacuous
+    before = numba.get_num_threads()
+    with one_thread():
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with one_thread():
+            raise RuntimeError("inside")
+    assert numba.get_num_threads() == before  # restored after an error too
+    numba.set_num_threads(outer)
