@@ -122,8 +122,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     if cfg.init_from and not checkpoint_dirs(out):
-        _init_from(model, cfg.init_from)
-        acc.print(f"initialised the transformer from {cfg.init_from}")
+        acc.print(_init_from(model, cfg.init_from))
     ema = EMAModel(copy.deepcopy(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
                    power=2 / 3)
     if cfg.compile:
@@ -220,12 +219,23 @@ def check_config(cfg: TrainConfig) -> None:
     check_device(cfg.device)
 
 
-def _init_from(model, pipeline_folder: str) -> None:
-    """Start from the transformer weights of a saved pipeline (fine-tuning / continued training)."""
+def _init_from(model, pipeline_folder: str) -> str:
+    """Start from the transformer weights of a saved pipeline (fine-tuning / continued training). A source with
+    fewer blocks than the configured model grows into it (``mvgen.models.grow``: the added blocks start as the
+    identity); returns what was done, for the log."""
     from mvgen.models import PTDiTTransformer3DModel
+    from mvgen.models.grow import grow_from
 
     init = PTDiTTransformer3DModel.from_pretrained(Path(pipeline_folder) / "transformer", use_safetensors=True)
-    model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+    old, new = init.config.num_layers, model.config.num_layers
+    if old == new:
+        model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+        return f"initialised the transformer from {pipeline_folder}"
+    if old > new:
+        raise ValueError(f"init_from {pipeline_folder} has {old} blocks, the configured model {new}: "
+                         f"set model: {{num_layers: {old}}} (a model only grows deeper)")
+    added = grow_from(model, init)
+    return f"grew the transformer of {pipeline_folder} from {old} to {new} blocks (added, as identities: {added})"
 
 
 def _optimisation_step(acc, model, opt, sched, cache, cfg: TrainConfig, gen, V: int, step: int):
@@ -338,10 +348,14 @@ def _run(args) -> int:
     return 0
 
 
+EXPORT_DTYPES = ("bfloat16", "float16", "float32", "int8")
+
+
 def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16", vae: str | Path | None = None,
                     overwrite: bool = False, decoder_2x: str | Path | None = None) -> Path:
     """Copy a checkpoint's pipeline folder to ``dst`` with the transformer and VAE weights stored in ``dtype``
-    (the shipped model keeps its files small this way; loading casts back to float32). ``vae``: an AutoencoderKL
+    (the shipped model keeps its files small this way; loading casts back to float32; ``int8``: the transformer's
+    linear weights in 8 bits, ``mvgen.models.int8``, the rest bfloat16). ``vae``: an AutoencoderKL
     folder to ship instead of the checkpoint's, allowed only with the same encoder (a decoder fine-tune, see
     configs/vae_decoder.yaml): the transformer was trained on that encoder's latents. ``decoder_2x``: an
     ``UpDecoder2x`` folder (`mvgen train-vae` with configs/vae_decoder_256.yaml) to add as the 2x decoder (replacing
@@ -355,6 +369,8 @@ def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16", v
     from mvgen.fileio import build_output_dir, prepare_output_dir
     from mvgen.pipeline import PTDiTMultiViewPipeline
 
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"dtype {dtype!r}: choose one of {', '.join(EXPORT_DTYPES)}")
     dst = prepare_output_dir(dst, "export-model", overwrite, flag="DST", accept=_is_earlier_export)
     pipe = PTDiTMultiViewPipeline.from_pretrained(src)
     if vae is not None:
@@ -363,12 +379,16 @@ def export_pipeline(src: str | Path, dst: str | Path, dtype: str = "bfloat16", v
         from mvgen.decoder_2x import load_decoder_2x
 
         pipe.register_modules(decoder_2x=load_decoder_2x(decoder_2x, pipe.vae))
-    dt = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
-    for model in (pipe.transformer, pipe.vae, pipe.decoder_2x):
+    dt = {"float16": torch.float16, "float32": torch.float32}.get(dtype, torch.bfloat16)
+    for model in (pipe.transformer if dtype != "int8" else None, pipe.vae, pipe.decoder_2x):
         if model is not None:
             model.to(dt)
     with build_output_dir(dst, "export-model", overwrite, flag="DST", accept=_is_earlier_export) as tmp:
         pipe.save_pretrained(tmp)
+        if dtype == "int8":  # replaces the float32 file just written: quantized from the source's own values
+            from mvgen.models.int8 import save_int8
+
+            save_int8(pipe.transformer, tmp / "transformer")
         if (dst / "training").is_dir():
             shutil.copytree(dst / "training", tmp / "training")
     return dst
@@ -415,7 +435,9 @@ def register_export(sub) -> None:
     p.add_argument("src", help="pipeline folder, e.g. runs/tiny/checkpoint-6000/pipeline")
     p.add_argument("dst", help="destination folder, e.g. assets/mvgen-tiny (replaced only if it is an earlier export; "
                    "its training/ folder is kept)")
-    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
+    p.add_argument("--dtype", choices=EXPORT_DTYPES, default="bfloat16",
+                   help="weights' storage; int8: the transformer's linear weights in 8 bits with a scale per 64 (the "
+                   "rest bfloat16), half the bytes of bfloat16 (mvgen/models/int8.py)")
     p.add_argument("--vae", help="ship this AutoencoderKL instead (a decoder fine-tune of the checkpoint's VAE)")
     p.add_argument("--decoder-2x", dest="decoder_2x", help="add this 2x decoder (an UpDecoder2x folder from `mvgen "
                    "train-vae --config configs/vae_decoder_256.yaml`): the model can then make views twice its size")

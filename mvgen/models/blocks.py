@@ -81,6 +81,14 @@ class _BlockBase(nn.Module):
         x = x + text
         return x + gate_mlp * self.ff(modulate(self.norm2(x), shift_mlp, scale_mlp))  # (B, N, D)
 
+    def residual_outputs(self) -> list[nn.Linear]:
+        """The linears whose outputs are added to x: with all of them zero the block is the identity (how
+        ``mvgen.models.grow`` inserts new blocks into a trained model without changing what it computes)."""
+        return [self.attn_text.to_out, self.ff[2]] + self.branch_outputs()
+
+    def branch_outputs(self) -> list[nn.Linear]:
+        raise NotImplementedError
+
 
 class PTDiTBlock(_BlockBase):
     """The PT-DiT block as published (arXiv 2409.04005 §3, official MindSpeed-MM release), in order:
@@ -139,6 +147,9 @@ class PTDiTBlock(_BlockBase):
 
         return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
 
+    def branch_outputs(self) -> list[nn.Linear]:
+        return [self.attn_window.to_out, self.proj_giim, self.proj_shift]
+
     def zero_init_modules(self) -> list[nn.Module]:
         return [self.proj_giim, self.proj_shift]
 
@@ -156,6 +167,9 @@ class FullAttentionBlock(_BlockBase):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
         x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))  # (B, N, D)
         return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
+
+    def branch_outputs(self) -> list[nn.Linear]:
+        return [self.attn.to_out]
 
     def zero_init_modules(self) -> list[nn.Module]:
         return []
@@ -184,6 +198,9 @@ class SpatialTemporalBlock(_BlockBase):
         x = x + gate_v * across_views_attention(self.attn_views, h, grid)  # (B, N, D)
         return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
 
+    def branch_outputs(self) -> list[nn.Linear]:
+        return [self.attn_spatial.to_out, self.attn_views.to_out]
+
     def zero_init_modules(self) -> list[nn.Module]:
         return []
 
@@ -208,6 +225,9 @@ class MediatorBlock(_BlockBase):
         x = x + gate_msa * self.attn(h, grid, num_mediators)  # (B, N, D)
         return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
 
+    def branch_outputs(self) -> list[nn.Linear]:
+        return [self.attn.to_out]
+
     def zero_init_modules(self) -> list[nn.Module]:
         return []
 
@@ -228,6 +248,9 @@ class PSWABlock(_BlockBase):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(t6)
         x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), grid)  # (B, N, D)
         return self.text_and_ffn(x, ctx, ctx_mask, has_text, shift_mlp, scale_mlp, gate_mlp)
+
+    def branch_outputs(self) -> list[nn.Linear]:
+        return [self.attn.to_out]
 
     def zero_init_modules(self) -> list[nn.Module]:
         return []

@@ -154,6 +154,23 @@ class PTDiTTransformer3DModel(ModelMixin, ConfigMixin):
         self.initialize_weights()
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "PTDiTTransformer3DModel":
+        """diffusers' loading, and also of a folder whose linear weights are stored in 8 bits (`mvgen export-model
+        --dtype int8`, ``mvgen.models.int8``): dequantized to float32, then cast to ``torch_dtype``/``dtype``."""
+        from pathlib import Path
+
+        from .int8 import int8_file, load_int8_state
+
+        folder = Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or "")
+        path = int8_file(folder) if folder.is_dir() else None
+        if path is None:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        model = cls.from_config(cls.load_config(folder))
+        model.load_state_dict(load_int8_state(path))
+        dtype = kwargs.get("torch_dtype") or kwargs.get("dtype")
+        return (model.to(dtype) if dtype is not None else model).eval()
+
+    @classmethod
     def from_preset(cls, name: str, **overrides) -> "PTDiTTransformer3DModel":
         """A new (randomly initialised) model of preset ``name`` ("tiny", "S", "B", "L", "XL", see
         ``mvgen.models.presets.PRESETS``); ``overrides`` replace config fields (the window follows the preset's
