@@ -1,6 +1,8 @@
 """Training a deeper model from a shallower pipeline (``init_from`` grows it) and the 8-bit export
 (`mvgen export-model --dtype int8`) that lets the deeper model ship small."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -73,3 +75,11 @@ def test_a_deeper_run_grows_from_a_shallower_pipeline_and_exports_in_8_bits(tiny
         if name.endswith("to_qkv.weight"):
             ref = grown.state_dict()[name]
             assert (value - ref).abs().max() <= ref.abs().max() / 127 / 2 * 1.01, name
+
+
+def test_the_shipped_model_files_fit_in_50_mb():
+    from mvgen.generate import DEFAULT_MODEL
+
+    files = [p for p in Path(DEFAULT_MODEL).rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert sum(p.stat().st_size for p in files) <= 50_000_000
