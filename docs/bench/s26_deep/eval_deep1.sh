@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
 # Session 26: evaluate the grown 12-block model (configs/train_tiny_deep1.yaml) as it would ship (8-bit linears,
-# `export-model --dtype int8`) and its float32 checkpoint, side by side on one thread each; then attributes.
-# Usage: bash docs/bench/s26_deep/eval_deep1.sh STEP
+# `export-model --dtype int8`): held-out generation on two threads alone, then attributes and wording side by side
+# on one thread each. Usage: bash docs/bench/s26_deep/eval_deep1.sh STEP
 set -euo pipefail
 STEP=${1:-3500}
 CK=runs/tiny_deep1/checkpoint-$STEP/pipeline
 Q=runs/deep1_int8_step$STEP
 [ -d "$Q" ] || mvgen export-model "$CK" "$Q" --dtype int8 --decoder-2x assets/mvgen-tiny/decoder_2x
-du -sb "$Q" "$Q"/*
+du -sb "$Q"/*
 uptime
-OMP_NUM_THREADS=1 mvgen evaluate generation --split heldout --model "$Q" --precision fp32 \
-    --json docs/model/eval_heldout_deep1_int8_step$STEP.json > runs/eval_deep1_int8_$STEP.log 2>&1 &
-OMP_NUM_THREADS=1 mvgen evaluate generation --split heldout --model "$CK" --precision fp32 \
-    --json docs/model/eval_heldout_deep1_fp32_step$STEP.json > runs/eval_deep1_fp32_$STEP.log 2>&1 &
-wait
+mvgen evaluate generation --split heldout --model "$Q" --precision fp32 \
+    --json docs/model/eval_heldout_deep1_int8_step$STEP.json > runs/eval_deep1_int8_$STEP.log 2>&1
 uptime
 OMP_NUM_THREADS=1 mvgen evaluate attributes --split heldout --limit 24 --model "$Q" --precision fp32 \
     --json docs/model/eval_attributes_deep1_int8_step$STEP.json > runs/eval_attr_deep1_$STEP.log 2>&1 &
