@@ -69,8 +69,11 @@ def int8_file(folder: str | Path) -> Path | None:
     path = Path(folder) / WEIGHTS_NAME
     if not path.is_file():
         return None
-    with safe_open(str(path), framework="pt") as f:
-        fmt = (f.metadata() or {}).get("mvgen_weights")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            fmt = (f.metadata() or {}).get("mvgen_weights")
+    except Exception as e:  # safetensors' own error type for a damaged header: one ValueError for the callers
+        raise ValueError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())})") from None
     if fmt is None:
         return None
     if fmt != FORMAT:
